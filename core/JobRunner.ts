@@ -1,0 +1,130 @@
+import { SqlClient } from "@effect/sql"
+import { Cause, Clock, Duration, Effect, Either, Exit, Metric, Option, Runtime, Schema } from "effect"
+import type { JobHelpers, TaskList } from "graphile-worker"
+import { CurrentJob, Envelope, NonRetryable, parseTraceparent, type Task } from "./Jobs.ts"
+import {
+  jobDuration,
+  jobsCompletedTotal,
+  jobsDeadLetteredTotal,
+  jobsFailedTotal
+} from "./Metrics.ts"
+import { CurrentTenant } from "./Tenancy.ts"
+
+type DeadLetterReason = "undecodable" | "exhausted" | "non_retryable"
+
+const decodeEnvelope = Schema.decodeUnknownEither(Envelope)
+
+const MAX_ERROR_LENGTH = 8_000
+
+const describeCause = (cause: Cause.Cause<unknown>) => {
+  const text = Cause.pretty(cause)
+  return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH)}…` : text
+}
+
+/** The error graphile-worker records for a failed attempt that will be retried. */
+class AttemptFailed extends Error {
+  override readonly name = "AttemptFailed"
+}
+
+const deadLetter = (helpers: JobHelpers, reason: DeadLetterReason, error: string, tenant: string | undefined) =>
+  Effect.gen(function* () {
+    const sql = yield* SqlClient.SqlClient
+    const job = helpers.job
+    const queueName = job.job_queue_id === null ? null : yield* Effect.promise(async () => helpers.getQueueName())
+    // A crash between this insert and graphile-worker completing the job makes the job run
+    // again later; the unique job_id keeps the dead letter single.
+    yield* sql`
+      insert into core.dead_letters
+        (job_id, task_identifier, queue_name, payload, org_id, reason, attempts, max_attempts, last_error, job_created_at)
+      values
+        (${job.id}, ${job.task_identifier}, ${queueName}, ${JSON.stringify(job.payload)}::jsonb, ${tenant ?? null},
+         ${reason}, ${job.attempts}, ${job.max_attempts}, ${error}, ${job.created_at})
+      on conflict (job_id) do nothing`
+    yield* Metric.increment(Metric.tagged(jobsDeadLetteredTotal, "task", job.task_identifier))
+    yield* Effect.logWarning("job dead-lettered").pipe(
+      Effect.annotateLogs({ "job.id": job.id, "job.task": job.task_identifier, reason })
+    )
+  })
+
+/**
+ * Wraps a Trellis task as a graphile-worker task: decodes the envelope and payload (an
+ * undecodable one is dead-lettered at once), runs the handler as an Effect on the app's
+ * runtime inside a span linked to the enqueuing trace, records metrics, and dead-letters
+ * the job when its error is non-retryable or its last attempt fails.
+ */
+const toGraphileTask = <R>(task: Task<unknown, unknown, R>, runtime: Runtime.Runtime<R | SqlClient.SqlClient>) => {
+  const decodePayload = Schema.decodeUnknownEither(task.payload)
+  const run = Runtime.runPromiseExit(runtime)
+  const durationByTask = Metric.tagged(jobDuration, "task", task.id)
+  const completed = Metric.tagged(jobsCompletedTotal, "task", task.id)
+  const failed = Metric.tagged(jobsFailedTotal, "task", task.id)
+  const timeout = task.timeout === undefined ? undefined : Duration.decode(task.timeout)
+
+  const execute = (raw: unknown, helpers: JobHelpers) =>
+    Effect.gen(function* () {
+      const envelope = decodeEnvelope(raw)
+      if (Either.isLeft(envelope)) {
+        return yield* deadLetter(helpers, "undecodable", `not a Trellis job envelope: ${envelope.left.message}`, undefined)
+      }
+      const { data, tenant, traceparent } = envelope.right
+      const payload = decodePayload(data)
+      if (Either.isLeft(payload)) {
+        return yield* deadLetter(helpers, "undecodable", payload.left.message, tenant)
+      }
+      const job = helpers.job
+      const cronTick = (raw as { _cron?: { ts?: string } })._cron?.ts
+      let handler = task.handler(payload.right)
+      if (timeout) {
+        handler = Effect.timeoutFail(handler, {
+          duration: timeout,
+          onTimeout: () => new Error(`task ${task.id} timed out after ${Duration.format(timeout)}`)
+        })
+      }
+      const parent = traceparent === undefined ? Option.none() : parseTraceparent(traceparent)
+      const start = yield* Clock.currentTimeMillis
+      const exit = yield* handler.pipe(
+        Effect.provideService(CurrentJob, {
+          id: job.id,
+          taskId: task.id,
+          attempt: job.attempts,
+          maxAttempts: job.max_attempts,
+          scheduledFor: cronTick === undefined ? Option.none() : Option.some(new Date(cronTick))
+        }),
+        Effect.provideService(CurrentTenant, Option.fromNullable(tenant)),
+        Effect.withSpan(`job ${task.id}`, {
+          kind: "consumer",
+          root: Option.isNone(parent),
+          ...(Option.isSome(parent) ? { parent: parent.value } : {}),
+          attributes: { "job.id": job.id, "job.task": task.id, "job.attempt": job.attempts }
+        }),
+        Effect.exit
+      )
+      const elapsed = ((yield* Clock.currentTimeMillis) - start) / 1000
+      yield* Metric.update(durationByTask, elapsed)
+      if (Exit.isSuccess(exit)) {
+        yield* Metric.increment(completed)
+        return
+      }
+      yield* Metric.increment(failed)
+      const message = describeCause(exit.cause)
+      const nonRetryable = Option.exists(Cause.failureOption(exit.cause), (e) => e instanceof NonRetryable)
+      if (nonRetryable || job.attempts >= job.max_attempts) {
+        return yield* deadLetter(helpers, nonRetryable ? "non_retryable" : "exhausted", message, tenant)
+      }
+      return yield* Effect.fail(new AttemptFailed(message))
+    })
+
+  return async (raw: unknown, helpers: JobHelpers): Promise<void> => {
+    const exit = await run(execute(raw, helpers))
+    if (Exit.isFailure(exit)) {
+      const failure = Cause.failureOption(exit.cause)
+      throw Option.isSome(failure) ? failure.value : new Error(describeCause(exit.cause))
+    }
+  }
+}
+
+/** The graphile-worker task list for the given Trellis tasks, run on `runtime`. */
+export const makeTaskList = <R>(
+  tasks: ReadonlyArray<Task<unknown, unknown, R>>,
+  runtime: Runtime.Runtime<R | SqlClient.SqlClient>
+): TaskList => Object.fromEntries(tasks.map((task) => [task.id, toGraphileTask(task, runtime)]))

@@ -1,0 +1,14 @@
+import { defineConfig } from "./runtime/Config.ts"
+
+/**
+ * The app's configuration: which plugins are enabled and their options. Environment
+ * variables (see README) override the rest, so one file serves every environment.
+ */
+export default defineConfig({
+  plugins: {
+    ops: { retentionDays: 30, pruneSchedule: "17 3 * * *" }
+  },
+  http: { port: 3000, host: "127.0.0.1" },
+  worker: { concurrency: 10, localQueueSize: 500 },
+  mail: { from: "Trellis <trellis@localhost>" }
+})

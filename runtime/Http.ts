@@ -1,0 +1,222 @@
+import { Etag, HttpApi, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
+import { Cause, Effect, Layer, Metric, MetricLabel, Option } from "effect"
+import * as FindMyWay from "find-my-way-ts"
+import { randomUUID } from "node:crypto"
+import { createServer } from "node:http"
+import { queueStats } from "../core/JobStats.ts"
+import { httpRequestDuration, httpRequestsTotal, renderPrometheus } from "../core/Metrics.ts"
+import type { Plugin } from "../core/Plugin.ts"
+import { Readiness } from "./Readiness.ts"
+
+/** One OpenAPI 3.1 document for every enabled plugin. */
+export const combinedApi = (plugins: ReadonlyArray<Plugin<unknown>>) =>
+  plugins.reduce(
+    (api, plugin) => (plugin.http ? api.addHttpApi(plugin.http.api) : api),
+    HttpApi.make("trellis") as HttpApi.HttpApi.AnyWithProps
+  ).annotateContext(
+    OpenApi.annotations({
+      title: "Trellis API",
+      version: "1.0.0",
+      description: "Every enabled plugin's routes. Authenticate with X-API-Key or Authorization: Bearer."
+    })
+  )
+
+const SYSTEM_ROUTES: ReadonlyArray<readonly [string, `/${string}`]> = [
+  ["GET", "/healthz"],
+  ["GET", "/readyz"],
+  ["GET", "/metrics"],
+  ["GET", "/openapi.json"],
+  ["GET", "/docs"]
+]
+
+/**
+ * The route patterns of the app, for two things the router does not tell: which pattern a
+ * request matched (the `route` label of the HTTP metrics, bounded in cardinality) and
+ * which methods a path allows (405 instead of 404 for a wrong method).
+ */
+const makeRouteTable = (spec: OpenApi.OpenAPISpec) => {
+  const router = FindMyWay.make<string>({ ignoreTrailingSlash: false })
+  const patterns: Array<readonly [string, string]> = [...SYSTEM_ROUTES]
+  for (const [path, item] of Object.entries(spec.paths)) {
+    for (const method of ["get", "post", "put", "patch", "delete"] as const) {
+      if (item[method]) patterns.push([method.toUpperCase(), path.replace(/\{([^}]+)\}/g, ":$1")])
+    }
+  }
+  for (const [method, path] of patterns) router.on(method, path as `/${string}`, path)
+  const methods = [...new Set(patterns.map(([m]) => m))]
+  return {
+    route: (method: string, url: string) => router.find(method, url)?.handler,
+    allowed: (url: string) => methods.filter((m) => router.find(m, url) !== undefined)
+  }
+}
+
+const json = (status: number, body: unknown) => HttpServerResponse.unsafeJson(body, { status })
+
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer"
+} as const
+
+const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
+
+/**
+ * Everything every request gets: a request id (taken from `x-request-id` when sane) in the
+ * response, the logs and the span; one log line; the HTTP metrics; security headers; JSON
+ * bodies for 404, 405, 413 and unexpected failures (which never carry the cause).
+ */
+const withRequestHandling = <E, R>(
+  app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
+  table: ReturnType<typeof makeRouteTable>,
+  maxBodySize: number
+) => {
+  const metricsByKey = new Map<string, { count: Metric.Metric.Counter<number>; duration: typeof httpRequestDuration }>()
+  const metricsFor = (method: string, route: string, status: number) => {
+    const key = `${method} ${route} ${status}`
+    let metrics = metricsByKey.get(key)
+    if (!metrics) {
+      const labels = [
+        MetricLabel.make("method", method),
+        MetricLabel.make("route", route),
+        MetricLabel.make("status", String(status))
+      ]
+      metrics = {
+        count: Metric.taggedWithLabels(httpRequestsTotal, labels),
+        duration: Metric.taggedWithLabels(httpRequestDuration, labels)
+      }
+      metricsByKey.set(key, metrics)
+    }
+    return metrics
+  }
+
+  return Effect.gen(function* () {
+    const request = yield* HttpServerRequest.HttpServerRequest
+    const header = request.headers["x-request-id"]
+    const requestId = header !== undefined && requestIdPattern.test(header) ? header : randomUUID()
+    const start = performance.now()
+    const path = request.url.split("?", 1)[0]!
+    const route = table.route(request.method, path)
+
+    const response = yield* app.pipe(
+      HttpIncomingMessage.withMaxBodySize(Option.some(maxBodySize)),
+      Effect.catchAllCause((cause) => {
+        const failure = Cause.failureOption(cause)
+        if (Option.isSome(failure) && (failure.value as { _tag?: string })._tag === "RouteNotFound") {
+          const allowed = table.allowed(path)
+          return Effect.succeed(
+            allowed.length > 0
+              ? HttpServerResponse.setHeader(
+                  json(405, { _tag: "MethodNotAllowed", message: `${request.method} is not allowed on ${path}; use ${allowed.join(", ")}` }),
+                  "allow",
+                  allowed.join(", ")
+                )
+              : json(404, { _tag: "NotFound", message: `no route ${request.method} ${path}` })
+          )
+        }
+        return Effect.as(
+          Effect.logError("request failed", cause),
+          json(500, { _tag: "InternalError", message: "internal error", requestId })
+        )
+      }),
+      Effect.flatMap((response) =>
+        response.status === 413
+          ? Effect.succeed(json(413, { _tag: "PayloadTooLarge", message: `request body exceeds ${maxBodySize} bytes` }))
+          : response.status >= 500 && response.body._tag === "Empty"
+            ? Effect.succeed(json(response.status, { _tag: "InternalError", message: "internal error", requestId }))
+            : Effect.succeed(response)
+      ),
+      Effect.annotateLogs("requestId", requestId),
+      Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
+        kind: "server",
+        attributes: { "http.request.method": request.method, "http.route": route ?? "unmatched", "request.id": requestId }
+      })
+    )
+    const seconds = (performance.now() - start) / 1000
+    const metrics = metricsFor(request.method, route ?? "unmatched", response.status)
+    yield* Metric.increment(metrics.count)
+    yield* Metric.update(metrics.duration, seconds)
+    yield* Effect.logInfo("http request").pipe(
+      Effect.annotateLogs({
+        requestId,
+        method: request.method,
+        route: route ?? "unmatched",
+        status: response.status,
+        ms: Math.round(seconds * 10_000) / 10
+      })
+    )
+    return HttpServerResponse.setHeaders(response, { ...SECURITY_HEADERS, "x-request-id": requestId })
+  })
+}
+
+const systemRoutes = (spec: OpenApi.OpenAPISpec, api: HttpApi.HttpApi.AnyWithProps) =>
+  Layer.mergeAll(
+    HttpLayerRouter.add("GET", "/healthz", HttpServerResponse.unsafeJson({ status: "ok" })),
+    HttpLayerRouter.add(
+      "GET",
+      "/readyz",
+      Effect.flatMap(Readiness, (readiness) => readiness.check).pipe(
+        Effect.map((report) => json(report.ready ? 200 : 503, report))
+      )
+    ),
+    HttpLayerRouter.add(
+      "GET",
+      "/metrics",
+      queueStats.pipe(
+        Effect.orElseSucceed(() => []),
+        Effect.flatMap((stats) =>
+          renderPrometheus([
+            {
+              name: "jobs_queue_depth",
+              help: "Jobs waiting to run (due or scheduled) by task",
+              samples: stats.map((s) => ({ labels: { task: s.task }, value: s.pending + s.scheduled }))
+            },
+            {
+              name: "jobs_running",
+              help: "Jobs locked by a worker by task",
+              samples: stats.map((s) => ({ labels: { task: s.task }, value: s.running }))
+            },
+            {
+              name: "jobs_oldest_pending_age_seconds",
+              help: "Age of the oldest due job not yet started by task",
+              samples: stats.map((s) => ({ labels: { task: s.task }, value: s.oldestPendingAgeSeconds }))
+            }
+          ])
+        ),
+        Effect.map((text) => HttpServerResponse.text(text, { contentType: "text/plain; version=0.0.4; charset=utf-8" }))
+      )
+    ),
+    HttpLayerRouter.add("GET", "/openapi.json", HttpServerResponse.unsafeJson(spec)),
+    HttpApiScalar.layerHttpLayerRouter({ api, path: "/docs" })
+  )
+
+export interface HttpOptions {
+  readonly port: number
+  readonly host: string
+  readonly maxBodySize: number
+  readonly plugins: ReadonlyArray<Plugin<unknown>>
+}
+
+/**
+ * The HTTP server. Routes are built BEFORE the server listens (NodeHttpServer.layer
+ * listens as soon as it is built), so no request can arrive before its route exists.
+ */
+export const layerHttp = (options: HttpOptions) =>
+  Layer.unwrapScoped(
+    Effect.gen(function* () {
+      const api = combinedApi(options.plugins)
+      const spec = OpenApi.fromApi(api)
+      const table = makeRouteTable(spec)
+      const routes = Layer.mergeAll(
+        systemRoutes(spec, api),
+        ...options.plugins.flatMap((plugin) => (plugin.http ? [plugin.http.routes] : []))
+      )
+      const handler = yield* HttpLayerRouter.toHttpEffect(
+        routes.pipe(Layer.provide([NodeContext.layer, NodeHttpPlatform.layer, Etag.layerWeak]))
+      )
+      return HttpServer.serve(withRequestHandling(handler, table, options.maxBodySize)).pipe(
+        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
+      )
+    })
+  )
+

@@ -1,0 +1,98 @@
+import type { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Runtime, Schema } from "effect"
+import { Logger as WorkerLogger, parseCronItems, run, type LogLevel } from "graphile-worker"
+import { PgPool } from "../core/Database.ts"
+import { makeTaskList } from "../core/JobRunner.ts"
+import type { Envelope } from "../core/Jobs.ts"
+import type { Registry } from "../core/Registry.ts"
+
+export interface WorkerOptions {
+  readonly registry: Registry
+  readonly concurrency: number
+  readonly localQueueSize: number
+  readonly pollInterval: number
+  readonly shutdownTimeout: Duration.Duration
+  /** Runs cron items; on by default. */
+  readonly cron?: boolean
+}
+
+/** graphile-worker's log lines go through Effect's logger, annotated as the worker's. */
+const workerLogger = (runtime: Runtime.Runtime<never>) => {
+  const runSync = Runtime.runSync(runtime)
+  return new WorkerLogger((scope) => (level: LogLevel, message: string) => {
+    const log =
+      level === "error" ? Effect.logError(message) : level === "warning" ? Effect.logWarning(message) : Effect.logDebug(message)
+    runSync(log.pipe(Effect.annotateLogs({ component: "graphile-worker", ...(scope.label ? { label: scope.label } : {}) })))
+  })
+}
+
+/** The cron items of the plugins, as graphile-worker parsed items with Trellis envelopes. */
+export const cronItems = (registry: Registry) =>
+  parseCronItems(
+    registry.cron.map(({ item }) => {
+      const envelope: Envelope = { data: Schema.encodeSync(item.task.payload)(item.payload ?? {}) }
+      return {
+        task: item.task.id,
+        match: item.schedule,
+        identifier: item.id,
+        options: {
+          ...(item.backfill === undefined ? {} : { backfillPeriod: Duration.toMillis(item.backfill) }),
+          ...(item.task.retry ? { maxAttempts: item.task.retry.maxAttempts } : {}),
+          ...(item.task.queue ? { queueName: item.task.queue } : {})
+        },
+        payload: envelope
+      }
+    })
+  )
+
+/**
+ * Runs the plugins' tasks and cron items with graphile-worker on the shared pool. Several
+ * workers on one database share the queue (row locks) and fire each cron tick once
+ * (`known_crontabs`). Closing the scope stops taking jobs and waits for running ones up to
+ * the shutdown timeout.
+ */
+export const layerWorker = (options: WorkerOptions) =>
+  Layer.scopedDiscard(
+    Effect.gen(function* () {
+      const pool = yield* PgPool
+      const runtime = yield* Effect.runtime<SqlClient.SqlClient>()
+      const taskList = makeTaskList(
+        options.registry.tasks.map((t) => t.item),
+        runtime
+      )
+      const runner = yield* Effect.acquireRelease(
+        Effect.promise(() =>
+          run({
+            pgPool: pool,
+            taskList,
+            parsedCronItems: options.cron === false ? [] : cronItems(options.registry),
+            concurrency: options.concurrency,
+            pollInterval: options.pollInterval,
+            noHandleSignals: true,
+            logger: workerLogger(runtime),
+            preset: {
+              worker: {
+                localQueue: { size: options.localQueueSize },
+                completeJobBatchDelay: 0,
+                failJobBatchDelay: 0,
+                gracefulShutdownAbortTimeout: Duration.toMillis(options.shutdownTimeout)
+              }
+            }
+          })
+        ),
+        (runner) =>
+          Effect.promise(() => runner.stop()).pipe(
+            Effect.timeout(options.shutdownTimeout),
+            Effect.catchAll(() =>
+              Effect.logWarning("worker did not stop within the shutdown timeout; killing it").pipe(
+                Effect.zipRight(Effect.promise(() => runner.kill()))
+              )
+            )
+          )
+      )
+      yield* Effect.logInfo("worker started").pipe(
+        Effect.annotateLogs({ concurrency: options.concurrency, tasks: options.registry.tasks.length, cron: options.registry.cron.length })
+      )
+      return runner
+    })
+  )

@@ -15,24 +15,23 @@ export interface PoolOptions {
   readonly applicationName?: string
 }
 
+export const makePool = (options: PoolOptions) => {
+  const pool = new pg.Pool({
+    connectionString: Redacted.value(options.url),
+    max: options.max ?? 20,
+    application_name: options.applicationName ?? "trellis"
+  })
+  // A client losing its connection (a server restart) must not crash the process: the pool
+  // drops it and the next query opens a new one.
+  pool.on("error", () => {})
+  pool.on("connect", (client) => client.on("error", () => {}))
+  return pool
+}
+
 export const layerPool = (options: PoolOptions) =>
   Layer.scoped(
     PgPool,
-    Effect.acquireRelease(
-      Effect.sync(() => {
-        const pool = new pg.Pool({
-          connectionString: Redacted.value(options.url),
-          max: options.max ?? 20,
-          application_name: options.applicationName ?? "trellis"
-        })
-        // An idle client losing its connection (a server restart) must not crash the process:
-        // the pool drops it and the next query opens a new one.
-        pool.on("error", () => {})
-        pool.on("connect", (client) => client.on("error", () => {}))
-        return pool
-      }),
-      (pool) => Effect.promise(() => pool.end())
-    )
+    Effect.acquireRelease(Effect.sync(() => makePool(options)), (pool) => Effect.promise(() => pool.end()))
   )
 
 /** `SqlClient` / `PgClient` over the shared pool; the pool's lifetime belongs to `layerPool`. */

@@ -1,4 +1,4 @@
-import { Etag, HttpApi, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
+import { Etag, HttpApi, HttpServerError, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
 import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, Metric, MetricLabel, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
@@ -59,6 +59,20 @@ const SECURITY_HEADERS = {
   "referrer-policy": "no-referrer"
 } as const
 
+const tooLarge = (maxBodySize: number) =>
+  json(413, { _tag: "PayloadTooLarge", message: `request body exceeds the limit of ${maxBodySize} bytes` })
+
+/** A body that cannot be read: too large (found while reading a chunked body) or not valid JSON. */
+const unreadableBody = (error: unknown, maxBodySize: number) => {
+  if (!HttpServerError.isServerError(error) || error._tag !== "RequestError" || error.reason !== "Decode") {
+    return undefined
+  }
+  const cause = error.cause instanceof Error ? error.cause.message : String(error.cause)
+  return cause === "maxBytes exceeded"
+    ? tooLarge(maxBodySize)
+    : json(400, { _tag: "BadRequest", message: `the request body could not be read: ${cause}` })
+}
+
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
@@ -98,10 +112,14 @@ const withRequestHandling = <E, R>(
     const path = request.url.split("?", 1)[0]!
     const route = table.route(request.method, path)
 
-    const response = yield* app.pipe(
+    const declaredLength = Number(request.headers["content-length"] ?? 0)
+    const response = yield* (declaredLength > maxBodySize ? Effect.succeed(tooLarge(maxBodySize)) : app).pipe(
       HttpIncomingMessage.withMaxBodySize(Option.some(maxBodySize)),
       Effect.catchAllCause((cause) => {
         const failure = Cause.failureOption(cause)
+        // HttpApi turns a body it cannot read into a defect, so look at the squashed cause.
+        const unreadable = unreadableBody(Cause.squash(cause), maxBodySize)
+        if (unreadable) return Effect.succeed(unreadable)
         if (Option.isSome(failure) && (failure.value as { _tag?: string })._tag === "RouteNotFound") {
           const allowed = table.allowed(path)
           return Effect.succeed(
@@ -119,12 +137,10 @@ const withRequestHandling = <E, R>(
           json(500, { _tag: "InternalError", message: "internal error", requestId })
         )
       }),
-      Effect.flatMap((response) =>
-        response.status === 413
-          ? Effect.succeed(json(413, { _tag: "PayloadTooLarge", message: `request body exceeds ${maxBodySize} bytes` }))
-          : response.status >= 500 && response.body._tag === "Empty"
-            ? Effect.succeed(json(response.status, { _tag: "InternalError", message: "internal error", requestId }))
-            : Effect.succeed(response)
+      Effect.map((response) =>
+        response.status >= 500 && response.body._tag === "Empty"
+          ? json(response.status, { _tag: "InternalError", message: "internal error", requestId })
+          : response
       ),
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {

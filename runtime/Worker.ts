@@ -20,8 +20,14 @@ export interface WorkerOptions {
 const workerLogger = (runtime: Runtime.Runtime<never>) => {
   const runSync = Runtime.runSync(runtime)
   return new WorkerLogger((scope) => (level: LogLevel, message: string) => {
+    // A failed attempt is already recorded by Trellis (metrics, dead letters): not an error.
+    const failedAttempt = message.startsWith("Failed task")
     const log =
-      level === "error" ? Effect.logError(message) : level === "warning" ? Effect.logWarning(message) : Effect.logDebug(message)
+      level === "error" && !failedAttempt
+        ? Effect.logError(message)
+        : level === "error" || level === "warning"
+          ? Effect.logWarning(message)
+          : Effect.logDebug(message)
     runSync(log.pipe(Effect.annotateLogs({ component: "graphile-worker", ...(scope.label ? { label: scope.label } : {}) })))
   })
 }

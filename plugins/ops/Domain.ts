@@ -46,15 +46,20 @@ export const ListDeadLettersParams = Schema.Struct({
 })
 export type ListDeadLettersParams = typeof ListDeadLettersParams.Type
 
-/** Select dead letters by id, or by filter (all of a task, a reason, a time window). */
+export const DeadLetterFilter = Schema.Struct({
+  task: Schema.optional(Schema.String),
+  reason: Schema.optional(DeadLetterReason),
+  since: Schema.optional(Schema.DateTimeUtc),
+  until: Schema.optional(Schema.DateTimeUtc)
+})
+
+/**
+ * Select dead letters by id, or by filter (`{}` selects all). The two shapes are keyed
+ * apart so a malformed id list is a 400, never read as an empty filter.
+ */
 export const DeadLetterSelection = Schema.Union(
   Schema.Struct({ ids: Schema.Array(Schema.Int.pipe(Schema.positive())).pipe(Schema.minItems(1), Schema.maxItems(1000)) }),
-  Schema.Struct({
-    task: Schema.optional(Schema.String),
-    reason: Schema.optional(DeadLetterReason),
-    since: Schema.optional(Schema.DateTimeUtc),
-    until: Schema.optional(Schema.DateTimeUtc)
-  })
+  Schema.Struct({ filter: DeadLetterFilter })
 )
 export type DeadLetterSelection = typeof DeadLetterSelection.Type
 

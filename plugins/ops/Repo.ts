@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
-import type { DeadLetterSelection, ListDeadLettersParams } from "./Domain.ts"
+import type { DeadLetterFilter, DeadLetterSelection, ListDeadLettersParams } from "./Domain.ts"
 
 interface DeadLetterRow {
   id: string
@@ -43,21 +43,21 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
     const sql = yield* SqlClient.SqlClient
 
     /** Matches a selection: explicit ids, or a filter (an empty filter selects everything). */
+    const matches = (filter: typeof DeadLetterFilter.Type) =>
+      sql.and([
+        sql`(${filter.task ?? null}::text is null or task_identifier = ${filter.task ?? null})`,
+        sql`(${filter.reason ?? null}::text is null or reason = ${filter.reason ?? null})`,
+        sql`(${toDate(filter.since)}::timestamptz is null or failed_at >= ${toDate(filter.since)})`,
+        sql`(${toDate(filter.until)}::timestamptz is null or failed_at < ${toDate(filter.until)})`
+      ])
     const where = (selection: DeadLetterSelection) =>
-      "ids" in selection
-        ? sql`id = any(${selection.ids}::bigint[])`
-        : sql.and([
-            sql`(${selection.task ?? null}::text is null or task_identifier = ${selection.task ?? null})`,
-            sql`(${selection.reason ?? null}::text is null or reason = ${selection.reason ?? null})`,
-            sql`(${toDate(selection.since)}::timestamptz is null or failed_at >= ${toDate(selection.since)})`,
-            sql`(${toDate(selection.until)}::timestamptz is null or failed_at < ${toDate(selection.until)})`
-          ])
+      "ids" in selection ? sql`id = any(${selection.ids}::bigint[])` : matches(selection.filter)
 
     const list = (params: ListDeadLettersParams) =>
       Effect.gen(function* () {
         const rows = yield* sql<DeadLetterRow>`
           select ${sql.literal(columns)} from core.dead_letters
-           where ${where(params)}
+           where ${matches(params)}
              and (${params.cursor ?? null}::bigint is null or id < ${params.cursor ?? null})
            order by id desc
            limit ${params.limit + 1}`

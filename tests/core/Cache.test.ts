@@ -296,7 +296,8 @@ describe("Cache (redis) specifics", () => {
       expect(members).toEqual([`${keyPrefix}entry:tagset`])
       expect(entryTtl).toBeGreaterThan(10_000)
       expect(entryTtl).toBeLessThanOrEqual(15_000)
-      expect(setTtl).toBeGreaterThanOrEqual(entryTtl)
+      // The two PTTLs are read a moment apart, so allow for the time between the reads.
+      expect(setTtl).toBeGreaterThanOrEqual(entryTtl - 50)
       yield* cache.invalidateTags(["ts"])
       const [entryExists, setExists, version] = yield* Effect.promise(() =>
         Promise.all([

@@ -41,7 +41,7 @@ export interface AppConfig {
 const url = (name: string, protocols: ReadonlyArray<string>) =>
   Config.redacted(name).pipe(
     Config.validate({
-      message: `must be a URL starting with ${protocols.map((p) => `${p}//`).join(" or ")}`,
+      message: `${name} must be a URL starting with ${protocols.map((p) => `${p}//`).join(" or ")}`,
       validation: (value) => {
         try {
           return protocols.includes(new URL(Redacted.value(value)).protocol)
@@ -55,7 +55,7 @@ const url = (name: string, protocols: ReadonlyArray<string>) =>
 
 const positiveInt = (name: string, fallback: number) =>
   Config.integer(name).pipe(
-    Config.validate({ message: "must be a positive integer", validation: (n) => n > 0 }),
+    Config.validate({ message: `${name} must be a positive integer`, validation: (n) => n > 0 }),
     Config.withDefault(fallback)
   )
 
@@ -70,14 +70,14 @@ export const loadConfig = (file: TrellisConfigFile) =>
     mailFrom: Config.string("MAIL_FROM").pipe(Config.withDefault(file.mail?.from ?? "Trellis <trellis@localhost>")),
     otlpEndpoint: Config.string("OTEL_EXPORTER_OTLP_ENDPOINT").pipe(
       Config.validate({
-        message: "must be an http(s) URL",
+        message: "OTEL_EXPORTER_OTLP_ENDPOINT must be an http(s) URL",
         validation: (value) => /^https?:\/\//.test(value)
       }),
       Config.option
     ),
     serviceName: Config.string("OTEL_SERVICE_NAME").pipe(Config.withDefault("trellis")),
     traceSampleRatio: Config.number("TRELLIS_TRACE_SAMPLE_RATIO").pipe(
-      Config.validate({ message: "must be between 0 and 1", validation: (n) => n >= 0 && n <= 1 }),
+      Config.validate({ message: "TRELLIS_TRACE_SAMPLE_RATIO must be between 0 and 1", validation: (n) => n >= 0 && n <= 1 }),
       Config.withDefault(1)
     ),
     port: Config.port("PORT").pipe(Config.withDefault(file.http?.port ?? 3000)),
@@ -89,7 +89,7 @@ export const loadConfig = (file: TrellisConfigFile) =>
     shutdownTimeout: Config.duration("TRELLIS_SHUTDOWN_TIMEOUT").pipe(Config.withDefault(Duration.seconds(30))),
     adminApiKey: Config.redacted("TRELLIS_ADMIN_API_KEY").pipe(
       Config.validate({
-        message: "must be at least 16 characters",
+        message: "TRELLIS_ADMIN_API_KEY must be at least 16 characters",
         validation: (v) => Redacted.value(v).length >= 16
       }),
       Config.option

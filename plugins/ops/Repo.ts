@@ -109,7 +109,10 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
       Effect.map((rows) => new Map(rows.map((r) => [r.task, r.count])))
     )
 
-    /** Deletes dead letters and outbox events older than the retention, set-based. */
+    /**
+     * Deletes dead letters and outbox events older than the retention and records the run,
+     * in one statement.
+     */
     const prune = (retentionDays: number) =>
       sql<{ dead_letters: number; outbox_events: number }>`
         with dl as (
@@ -117,7 +120,9 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
         ), ev as (
           delete from core.outbox_events where occurred_at < now() - make_interval(days => ${retentionDays}) returning 1
         )
-        select (select count(*) from dl)::int as dead_letters, (select count(*) from ev)::int as outbox_events`.pipe(
+        insert into ops.prune_runs (retention_days, dead_letters_deleted, outbox_events_deleted)
+        select ${retentionDays}, (select count(*) from dl), (select count(*) from ev)
+        returning dead_letters_deleted as dead_letters, outbox_events_deleted as outbox_events`.pipe(
         Effect.map((rows) => ({ deadLetters: rows[0]!.dead_letters, outboxEvents: rows[0]!.outbox_events })),
         Effect.withSpan("OpsRepo.prune")
       )

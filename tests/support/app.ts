@@ -3,6 +3,7 @@ import { Duration, Effect, Layer, Option, Redacted } from "effect"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { Plugin } from "../../core/Plugin.ts"
+import { layerTracing } from "../../core/Tracing.ts"
 import { buildRegistry } from "../../core/Registry.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import type { AppConfig } from "../../runtime/Config.ts"
@@ -72,7 +73,17 @@ export const testAppLayer = (options: TestAppOptions) => {
   const http = options.http
     ? layerHttp({ port: 0, host: "127.0.0.1", maxBodySize: setup.config.maxBodySize, plugins: registry.plugins })
     : Layer.empty
-  return Layer.mergeAll(http, worker).pipe(Layer.provideMerge(app), Layer.provide(layerLogger(setup.config)))
+  return Layer.mergeAll(http, worker).pipe(
+    Layer.provideMerge(app),
+    Layer.provide(
+      layerTracing({
+        endpoint: Option.getOrUndefined(setup.config.otlpEndpoint),
+        serviceName: setup.config.serviceName,
+        sampleRatio: setup.config.traceSampleRatio
+      })
+    ),
+    Layer.provide(layerLogger(setup.config))
+  )
 }
 
 /** The base URL of the test HTTP server. */

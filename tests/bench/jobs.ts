@@ -1,0 +1,355 @@
+import type { SqlClient } from "@effect/sql"
+import { Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
+import { Logger, run as runGraphileWorker, runMigrations, type Runner } from "graphile-worker"
+import { randomBytes } from "node:crypto"
+import { mkdtemp, rm } from "node:fs/promises"
+import { availableParallelism, tmpdir } from "node:os"
+import { join } from "node:path"
+import { performance } from "node:perf_hooks"
+import pg from "pg"
+import { PgPool } from "../../core/Database.ts"
+import { defineTask, enqueue } from "../../core/Jobs.ts"
+import { definePlugin } from "../../core/Plugin.ts"
+import { buildRegistry } from "../../core/Registry.ts"
+import { layerTracing } from "../../core/Tracing.ts"
+import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
+import type { AppConfig } from "../../runtime/Config.ts"
+import { layerWorker } from "../../runtime/Worker.ts"
+
+/**
+ * 20,000 no-op jobs through raw graphile-worker and through Trellis tasks, with the same
+ * worker settings, pool size and PostgreSQL server, each side on a fresh database; then
+ * enqueue-to-start latency of 2,000 jobs added one at a time to the idle worker.
+ */
+
+const JOBS = 20_000
+const LATENCY_JOBS = 2_000
+const CONCURRENCY = 10
+const LOCAL_QUEUE_SIZE = 500
+const POOL_MAX = 20
+// Production's default; the phases are driven by LISTEN/NOTIFY and the local queue, not by polls.
+const POLL_INTERVAL_MS = 2_000
+const PHASE_TIMEOUT_MS = 120_000
+const STOP_TIMEOUT_MS = 30_000
+const DRAIN_TIMEOUT_MS = 10_000
+const TASK_ID = "bench.noop"
+
+const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
+
+/** Fails with a message naming `label` when `promise` takes longer than `ms`. */
+const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> => {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${label}: no result within ${ms / 1000} s`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+const admin = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
+  await client.connect()
+  try {
+    return await f(client)
+  } finally {
+    await client.end()
+  }
+}
+
+/** Databases made by this run, so an interrupted run still drops them. */
+const created = new Set<string>()
+
+const dropDatabase = async (name: string) => {
+  await admin((c) => c.query(`drop database if exists ${name} with (force)`))
+  created.delete(name)
+}
+
+const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
+  const name = `trellis_bench_${randomBytes(6).toString("hex")}`
+  await admin((c) => c.query(`create database ${name}`))
+  created.add(name)
+  try {
+    const url = new URL(adminUrl)
+    url.pathname = `/${name}`
+    return await f(url.toString())
+  } finally {
+    await dropDatabase(name)
+  }
+}
+
+/**
+ * Counts handler runs of the current phase and, in the latency phase, records when each
+ * job's handler started (indexed by the sequence number its payload carries).
+ */
+interface Phase {
+  readonly target: number
+  readonly starts: Float64Array | undefined
+  readonly resolve: () => void
+  count: number
+}
+
+let phase: Phase | undefined
+
+const expectRuns = (target: number, starts?: Float64Array) =>
+  new Promise<void>((resolve) => {
+    phase = { target, starts, resolve, count: 0 }
+  })
+
+const started = (seq: number) => {
+  const current = phase
+  if (current === undefined) return
+  if (current.starts) current.starts[seq] = performance.now()
+  current.count += 1
+  if (current.count === current.target) current.resolve()
+}
+
+/**
+ * Both sides store the same payload, a Trellis envelope, so the only difference between
+ * them is what runs around the handler.
+ */
+const envelopeOf = (seq: number) => JSON.stringify({ data: { n: seq } })
+
+/** Adds `count` jobs in one statement, before any worker runs; returns the milliseconds it took. */
+const bulkInsert = async (pool: pg.Pool, count: number) => {
+  const start = performance.now()
+  const result = await pool.query<{ added: number }>(
+    `select count(*)::int as added from graphile_worker.add_jobs(array(
+       select row($1::text, json_build_object('data', json_build_object('n', i)), null, null, null, null, null, null)::graphile_worker.job_spec
+       from generate_series(1, $2::int) as i))`,
+    [TASK_ID, count]
+  )
+  if (result.rows[0]?.added !== count) throw new Error(`bulk insert added ${result.rows[0]?.added} jobs, not ${count}`)
+  return performance.now() - start
+}
+
+/** Waits until graphile-worker has deleted every completed job (completions are batched). */
+const drained = async (pool: pg.Pool) => {
+  const deadline = performance.now() + DRAIN_TIMEOUT_MS
+  for (;;) {
+    const { rows } = await pool.query<{ left: number }>("select count(*)::int as left from graphile_worker._private_jobs")
+    if (rows[0]?.left === 0) return
+    if (performance.now() > deadline) throw new Error(`${rows[0]?.left} jobs still in the queue after the run`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+interface Latency {
+  readonly p50: number
+  readonly p99: number
+}
+
+/** Nearest-rank percentile of sorted values. */
+const percentile = (sorted: ReadonlyArray<number>, p: number) => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)]!
+
+/** Adds the jobs one at a time to the idle worker: from add_job returning to the handler starting. */
+const measureLatency = async (label: string, add: (seq: number) => Promise<unknown>): Promise<Latency> => {
+  const starts = new Float64Array(LATENCY_JOBS)
+  const added = new Float64Array(LATENCY_JOBS)
+  const done = expectRuns(LATENCY_JOBS, starts)
+  await within(
+    PHASE_TIMEOUT_MS,
+    `${label}: latency`,
+    (async () => {
+      for (let seq = 0; seq < LATENCY_JOBS; seq++) {
+        await add(seq)
+        added[seq] = performance.now()
+      }
+      await done
+    })()
+  )
+  const latencies = Array.from(starts, (start, seq) => start - added[seq]!).sort((a, b) => a - b)
+  return { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) }
+}
+
+interface SideResult {
+  readonly side: string
+  readonly insertMs: number
+  readonly runSeconds: number
+  readonly jobsPerSecond: number
+  readonly latency: Latency
+}
+
+// Warnings and errors still show: a benchmark hiding a failing worker would measure nothing.
+const quietLogger = new Logger(() => (level, message) => {
+  if (level === "error" || level === "warning") console.error(`graphile-worker ${level}: ${message}`)
+})
+
+const graphileWorkerSide = (url: string): Promise<SideResult> =>
+  (async () => {
+    const side = "graphile-worker"
+    const pool = new pg.Pool({ connectionString: url, max: POOL_MAX })
+    try {
+      await runMigrations({ pgPool: pool, logger: quietLogger })
+      const insertMs = await bulkInsert(pool, JOBS)
+      const done = expectRuns(JOBS)
+      const start = performance.now()
+      const runner: Runner = await runGraphileWorker({
+        pgPool: pool,
+        taskList: {
+          [TASK_ID]: async (payload) => started((payload as { data: { n: number } }).data.n)
+        },
+        concurrency: CONCURRENCY,
+        pollInterval: POLL_INTERVAL_MS,
+        noHandleSignals: true,
+        logger: quietLogger,
+        preset: {
+          worker: { localQueue: { size: LOCAL_QUEUE_SIZE }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }
+        }
+      })
+      try {
+        await within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done)
+        const runSeconds = (performance.now() - start) / 1000
+        await drained(pool)
+        const latency = await measureLatency(side, (seq) =>
+          pool.query("select graphile_worker.add_job($1, $2::json)", [TASK_ID, envelopeOf(seq)])
+        )
+        return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, latency }
+      } finally {
+        await within(STOP_TIMEOUT_MS, `${side}: stop`, runner.stop()).catch(() => runner.kill())
+      }
+    } finally {
+      await pool.end()
+    }
+  })()
+
+const noopTask = defineTask({
+  id: TASK_ID,
+  payload: Schema.Struct({ n: Schema.Int }),
+  handler: ({ n }) => Effect.sync(() => started(n))
+})
+
+const benchPlugin = definePlugin({
+  name: "bench",
+  description: "The no-op task of the jobs benchmark",
+  tasks: [noopTask],
+  migrations: { load: Effect.succeed([]) }
+})
+
+const trellisConfig = (dataDir: string): AppConfig => ({
+  dataDir,
+  databaseUrl: Option.none(),
+  databasePoolMax: POOL_MAX,
+  redisUrl: Option.none(),
+  smtpUrl: Option.none(),
+  mailFrom: "Trellis <bench@localhost>",
+  otlpEndpoint: Option.none(),
+  serviceName: "trellis-bench",
+  traceSampleRatio: 1,
+  port: 0,
+  host: "127.0.0.1",
+  maxBodySize: 1_048_576,
+  workerConcurrency: CONCURRENCY,
+  localQueueSize: LOCAL_QUEUE_SIZE,
+  pollInterval: POLL_INTERVAL_MS,
+  shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
+  adminApiKey: Option.none(),
+  logFormat: "json",
+  logLevel: "Warning",
+  plugins: {}
+})
+
+/**
+ * The app and worker composed as `layerMode("worker", ...)` composes them (tracing from
+ * `layerTracing` without an endpoint, the production logger), except that the worker
+ * layer is built after the bulk insert, so the timing starts where it starts for
+ * graphile-worker rather than including migrations.
+ */
+const trellisSide = (url: string): Promise<SideResult> =>
+  (async () => {
+    const side = "trellis"
+    const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-"))
+    try {
+      const config = trellisConfig(dataDir)
+      const setup: AppSetup = {
+        config,
+        plugins: [benchPlugin],
+        databaseUrl: Redacted.make(url),
+        adminApiKey: Redacted.make(randomBytes(24).toString("hex"))
+      }
+      const worker = layerWorker({
+        registry: buildRegistry(setup.plugins),
+        concurrency: config.workerConcurrency,
+        localQueueSize: config.localQueueSize,
+        pollInterval: config.pollInterval,
+        shutdownTimeout: config.shutdownTimeout
+      })
+      const program = Effect.gen(function* () {
+        const pool = yield* PgPool
+        const insertMs = yield* Effect.promise(() => bulkInsert(pool, JOBS))
+        const done = expectRuns(JOBS)
+        const start = performance.now()
+        return yield* Effect.scoped(
+          Effect.gen(function* () {
+            yield* Layer.build(worker)
+            yield* Effect.promise(() => within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done))
+            const runSeconds = (performance.now() - start) / 1000
+            yield* Effect.promise(() => drained(pool))
+            const runPromise = Runtime.runPromise(yield* Effect.runtime<SqlClient.SqlClient>())
+            const latency = yield* Effect.promise(() =>
+              measureLatency(side, (seq) => runPromise(enqueue(noopTask, { n: seq })))
+            )
+            return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, latency }
+          })
+        )
+      })
+      return await Effect.runPromise(
+        program.pipe(
+          Effect.provide(layerApp(setup)),
+          Effect.provide(
+            layerTracing({
+              endpoint: Option.getOrUndefined(config.otlpEndpoint),
+              serviceName: config.serviceName,
+              sampleRatio: config.traceSampleRatio
+            })
+          ),
+          Effect.provide(layerLogger(config))
+        )
+      )
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })()
+
+const format = (value: number, digits: number) => value.toFixed(digits)
+
+const printTable = (results: ReadonlyArray<SideResult>) => {
+  const header = ["side", "insert ms", "run s", "jobs/s", "latency p50 ms", "latency p99 ms"]
+  const rows = results.map((r) => [
+    r.side,
+    format(r.insertMs, 0),
+    format(r.runSeconds, 2),
+    format(r.jobsPerSecond, 0),
+    format(r.latency.p50, 2),
+    format(r.latency.p99, 2)
+  ])
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
+  const line = (cells: ReadonlyArray<string>) =>
+    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
+  console.log(line(header))
+  console.log(widths.map((w) => "-".repeat(w)).join("  "))
+  for (const row of rows) console.log(line(row))
+}
+
+export const run = async () => {
+  const interrupted = (signal: NodeJS.Signals) => {
+    console.error(`${signal}: dropping the benchmark databases`)
+    void Promise.allSettled([...created].map(dropDatabase)).then(() => process.exit(130))
+  }
+  process.once("SIGINT", interrupted)
+  process.once("SIGTERM", interrupted)
+  try {
+    const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
+    const where = new URL(adminUrl)
+    console.log(
+      `jobs: ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, local queue ${LOCAL_QUEUE_SIZE}, pool ${POOL_MAX}; ` +
+        `latency over ${LATENCY_JOBS} jobs added one at a time; PostgreSQL ${server.rows[0]?.server_version} ` +
+        `at ${where.host}; node ${process.version}, ${availableParallelism()} cores`
+    )
+    const graphileWorker = await withDatabase(graphileWorkerSide)
+    const trellis = await withDatabase(trellisSide)
+    printTable([graphileWorker, trellis])
+    console.log(`jobs: trellis/graphile-worker = ${(trellis.jobsPerSecond / graphileWorker.jobsPerSecond).toFixed(2)}`)
+  } finally {
+    process.off("SIGINT", interrupted)
+    process.off("SIGTERM", interrupted)
+  }
+}

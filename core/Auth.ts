@@ -1,27 +1,30 @@
-import { HttpApiMiddleware, HttpApiSecurity } from "@effect/platform"
-import { Context, Effect, Layer, Option, Redacted } from "effect"
-import { timingSafeEqual, createHash } from "node:crypto"
-import { Forbidden, Unauthorized } from "./Errors.ts"
-import { CurrentTenant } from "./Tenancy.ts"
+import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest } from "@effect/platform"
+import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { createHash, timingSafeEqual } from "node:crypto"
+import { Forbidden, TooManyRequests, Unauthorized } from "./Errors.ts"
+import { enforceRateLimit, RateLimiter, type RateLimit } from "./RateLimit.ts"
+import { CurrentActor, type Actor } from "./Actor.ts"
 
-export interface Actor {
-  readonly kind: "operator" | "user" | "api_key"
-  readonly id: string
-  readonly orgId: Option.Option<string>
-  readonly roles: ReadonlyArray<string>
-  /** Granted permissions; `*` grants every permission. */
-  readonly permissions: ReadonlyArray<string>
-}
+export { CurrentActor, type Actor } from "./Actor.ts"
 
-/** The authenticated caller of the current request. */
-export class CurrentActor extends Context.Tag("trellis/CurrentActor")<CurrentActor, Actor>() {}
+/**
+ * Turns a presented credential into an actor. The identity plugin implements it (users'
+ * bearer tokens, organisations' API keys); without it only the operator key works.
+ */
+export class CredentialVerifier extends Context.Tag("trellis/CredentialVerifier")<
+  CredentialVerifier,
+  {
+    readonly apiKey: (key: string) => Effect.Effect<Option.Option<Actor>>
+    readonly bearer: (token: string) => Effect.Effect<Option.Option<Actor>>
+  }
+>() {}
 
 /**
  * Authenticates every plugin route: `X-API-Key` or `Authorization: Bearer`, both declared as
- * security schemes in the OpenAPI document.
+ * security schemes in the OpenAPI document. An authenticated caller is then rate limited.
  */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
-  failure: Unauthorized,
+  failure: Schema.Union(Unauthorized, TooManyRequests),
   provides: CurrentActor,
   security: {
     apiKey: HttpApiSecurity.apiKey({ in: "header", key: "X-API-Key" }),
@@ -40,26 +43,82 @@ export const requirePermission = (permission: string) =>
       : Effect.fail(new Forbidden({ message: `missing permission ${permission}`, permission }))
   )
 
-/** Runs `effect` for the actor's organisation (tenant), when it has one. */
-export const withActorTenant = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.flatMap(CurrentActor, (actor) => Effect.provideService(effect, CurrentTenant, actor.orgId))
+export const ROLES = ["owner", "admin", "staff", "viewer"] as const
+export type Role = (typeof ROLES)[number]
+
+/**
+ * The one place roles map to permissions. Plugins name permissions `<plugin>:<action>`:
+ * viewers get every `:read`, staff add every `:write`, admins get everything but the
+ * owner-only `identity:owner`, owners everything.
+ */
+export const permissionsForRole = (role: Role, registered: ReadonlyArray<string>): ReadonlyArray<string> => {
+  switch (role) {
+    case "owner":
+      return ["*"]
+    case "admin":
+      return registered.filter((p) => p !== "identity:owner")
+    case "staff":
+      return registered.filter((p) => p.endsWith(":read") || p.endsWith(":write"))
+    case "viewer":
+      return registered.filter((p) => p.endsWith(":read"))
+  }
+}
 
 const digest = (value: string) => createHash("sha256").update(value).digest()
 
 /** Compares secrets in constant time (hashing first makes the lengths equal). */
 export const secretsEqual = (a: string, b: string) => timingSafeEqual(digest(a), digest(b))
 
+export interface RateLimits {
+  /** Per authenticated caller (API key, user or operator). */
+  readonly authenticated: RateLimit
+  /** Per caller for one plugin's routes, overriding `authenticated`. */
+  readonly plugins: Readonly<Record<string, RateLimit>>
+}
+
 const missing = new Unauthorized({ message: "missing or invalid credentials: send X-API-Key or Authorization: Bearer" })
 
+const pluginOf = (url: string) => /^\/api\/v1\/([^/?]+)/.exec(url)?.[1]
+
 /**
- * The operator credential: one API key with every permission. Bearer tokens carry the same
- * key. The identity plugin replaces this layer with users, orgs and API keys.
+ * The Authentication middleware: the operator key (when configured) and whatever the
+ * `CredentialVerifier` accepts; then the caller's rate limit.
  */
-export const layerOperatorKey = (key: Redacted.Redacted<string>) => {
-  const operator: Actor = { kind: "operator", id: "operator", orgId: Option.none(), roles: ["operator"], permissions: ["*"] }
-  const check = (presented: Redacted.Redacted<string>) => {
-    const value = Redacted.value(presented)
-    return value !== "" && secretsEqual(value, Redacted.value(key)) ? Effect.succeed(operator) : Effect.fail(missing)
-  }
-  return Layer.succeed(Authentication, { apiKey: check, bearer: check })
-}
+export const layerAuthentication = (options: {
+  readonly operatorKey: Option.Option<Redacted.Redacted<string>>
+  readonly rateLimits: RateLimits
+}) =>
+  Layer.effect(
+    Authentication,
+    Effect.gen(function* () {
+      const verifier = yield* Effect.serviceOption(CredentialVerifier)
+      const limiter = yield* RateLimiter
+      const operator: Actor = {
+        kind: "operator",
+        id: "operator",
+        orgId: Option.none(),
+        roles: ["operator"],
+        permissions: ["*"]
+      }
+      const authenticate = (kind: "apiKey" | "bearer") => (presented: Redacted.Redacted<string>) =>
+        Effect.gen(function* () {
+          const value = Redacted.value(presented)
+          if (value === "") return yield* Effect.fail(missing)
+          let actor: Option.Option<Actor> = Option.none()
+          if (Option.isSome(options.operatorKey) && secretsEqual(value, Redacted.value(options.operatorKey.value))) {
+            actor = Option.some(operator)
+          } else if (Option.isSome(verifier)) {
+            actor = yield* verifier.value[kind](value)
+          }
+          if (Option.isNone(actor)) return yield* Effect.fail(missing)
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const plugin = pluginOf(request.url)
+          const limit = (plugin && options.rateLimits.plugins[plugin]) || options.rateLimits.authenticated
+          yield* enforceRateLimit(`${actor.value.kind}:${actor.value.id}:${plugin ?? ""}`, limit).pipe(
+            Effect.provideService(RateLimiter, limiter)
+          )
+          return actor.value
+        })
+      return { apiKey: authenticate("apiKey"), bearer: authenticate("bearer") }
+    })
+  )

@@ -114,6 +114,14 @@ const applyTimeline = async (
 ): Promise<Array<AppliedMigration>> => {
   const schema = quoteIdent(timeline.schema)
   await client.query(`create schema if not exists ${schema}`)
+  // Tenant work runs as trellis_app (created by core's migrations, so absent only before them).
+  await client.query(
+    `do $$ begin
+       if exists (select 1 from pg_roles where rolname = 'trellis_app') then
+         execute 'grant usage on schema ${schema.replace(/'/g, "''")} to trellis_app';
+       end if;
+     end $$`
+  )
   await client.query(
     `create table if not exists ${schema}.schema_migrations (
        id integer primary key,

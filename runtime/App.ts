@@ -1,7 +1,8 @@
 import { Effect, Layer, Logger, LogLevel, Option, Redacted } from "effect"
 import { join } from "node:path"
-import { layerOperatorKey } from "../core/Auth.ts"
+import { layerAuthentication } from "../core/Auth.ts"
 import { layerMemory, layerRedis } from "../core/Cache.ts"
+import { layerRateLimiterMemory, layerRateLimiterRedis } from "../core/RateLimit.ts"
 import { layerPool, layerSql, PgPool } from "../core/Database.ts"
 import { EventRegistry } from "../core/Events.ts"
 import { layerOutbox, layerSmtp } from "../core/Mail.ts"
@@ -18,7 +19,8 @@ export interface AppSetup {
   readonly config: AppConfig
   readonly plugins: ReadonlyArray<Plugin<unknown>>
   readonly databaseUrl: Redacted.Redacted<string>
-  readonly adminApiKey: Redacted.Redacted<string>
+  /** The operator key (every permission, no organisation), when one is configured. */
+  readonly adminApiKey: Option.Option<Redacted.Redacted<string>>
 }
 
 /** Core first, then the plugins in dependency order; each in its own schema. */
@@ -54,15 +56,22 @@ export const layerApp = (setup: AppSetup) => {
     onNone: () => layerOutbox({ dir: join(config.dataDir, "outbox"), from: config.mailFrom }),
     onSome: (url) => layerSmtp({ url, from: config.mailFrom })
   })
+  const rateLimiter = Option.match(config.redisUrl, {
+    onNone: () => layerRateLimiterMemory,
+    onSome: (url) => layerRateLimiterRedis({ url: Redacted.value(url) })
+  })
   const core = Layer.mergeAll(
     cache,
     mail,
-    layerOperatorKey(setup.adminApiKey),
+    rateLimiter,
     Layer.succeed(PluginRegistry, registry),
     Layer.succeed(EventRegistry, { types: registry.eventTypes, subscriptions: registry.subscriptions })
   ).pipe(Layer.provideMerge(layerDatabase(setup, timelines)))
   const pluginLayers = registry.plugins.flatMap((plugin) => (plugin.layer ? [plugin.layer] : []))
-  return Layer.mergeAll(layerReadiness(timelines), ...pluginLayers).pipe(Layer.provideMerge(core))
+  const plugins = Layer.mergeAll(layerReadiness(timelines), ...pluginLayers).pipe(Layer.provideMerge(core))
+  // Authentication sees the plugins' services: the identity plugin's CredentialVerifier.
+  const authentication = layerAuthentication({ operatorKey: setup.adminApiKey, rateLimits: config.rateLimits })
+  return authentication.pipe(Layer.provideMerge(plugins))
 }
 
 export type Mode = "all" | "serve" | "worker" | "migrate"

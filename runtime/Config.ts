@@ -1,5 +1,6 @@
 import { Config, Duration, Effect, Option, Redacted, Schema } from "effect"
 import { resolve } from "node:path"
+import type { RateLimit } from "../core/RateLimit.ts"
 
 /** What `effect.config.ts` declares: the enabled plugins with their options, and defaults. */
 export interface TrellisConfigFile {
@@ -8,6 +9,13 @@ export interface TrellisConfigFile {
   readonly http?: { readonly port?: number; readonly host?: string; readonly maxBodySize?: number }
   readonly worker?: { readonly concurrency?: number; readonly localQueueSize?: number; readonly pollInterval?: number }
   readonly mail?: { readonly from?: string }
+  /** Requests per window: per authenticated caller, per client address on anonymous routes, per plugin. */
+  readonly rateLimits?: {
+    readonly authenticated?: RateLimit
+    readonly anonymous?: RateLimit
+    readonly plugins?: Readonly<Record<string, RateLimit>>
+  }
+  readonly cors?: { readonly origins?: ReadonlyArray<string> }
 }
 
 export const defineConfig = <const C extends TrellisConfigFile>(config: C): C => config
@@ -36,6 +44,12 @@ export interface AppConfig {
   readonly logFormat: LogFormat
   readonly logLevel: string
   readonly plugins: Readonly<Record<string, unknown>>
+  readonly rateLimits: {
+    readonly authenticated: RateLimit
+    readonly anonymous: RateLimit
+    readonly plugins: Readonly<Record<string, RateLimit>>
+  }
+  readonly corsOrigins: ReadonlyArray<string>
 }
 
 const url = (name: string, protocols: ReadonlyArray<string>) =>
@@ -105,7 +119,21 @@ export const loadConfig = (file: TrellisConfigFile) =>
     logLevel: Config.literal("Trace", "Debug", "Info", "Warning", "Error", "None")("LOG_LEVEL").pipe(
       Config.withDefault("Info" as const)
     ),
-    plugins: Config.succeed(file.plugins)
+    plugins: Config.succeed(file.plugins),
+    rateLimits: Config.all({
+      authenticated: Config.all({
+        limit: positiveInt("TRELLIS_RATE_LIMIT", file.rateLimits?.authenticated?.limit ?? 1200),
+        windowSeconds: positiveInt("TRELLIS_RATE_LIMIT_WINDOW", file.rateLimits?.authenticated?.windowSeconds ?? 60)
+      }),
+      anonymous: Config.all({
+        limit: positiveInt("TRELLIS_RATE_LIMIT_ANONYMOUS", file.rateLimits?.anonymous?.limit ?? 20),
+        windowSeconds: positiveInt("TRELLIS_RATE_LIMIT_WINDOW", file.rateLimits?.anonymous?.windowSeconds ?? 60)
+      }),
+      plugins: Config.succeed(file.rateLimits?.plugins ?? {})
+    }),
+    corsOrigins: Config.array(Config.string(), "TRELLIS_CORS_ORIGINS").pipe(
+      Config.withDefault(file.cors?.origins ?? [])
+    )
   }) satisfies Config.Config<AppConfig>
 
 /** Decodes a plugin's options from effect.config.ts; a bad value names the plugin and field. */

@@ -21,38 +21,41 @@ const databaseUrl = (config: AppConfig) =>
       )
   })
 
+/** A key generated once, kept under the data dir (mode 600) and printed the one time it is made. */
+const generatedOperatorKey = (config: AppConfig) =>
+  Effect.promise(async () => {
+    const file = join(config.dataDir, "admin-api-key")
+    try {
+      return { key: (await readFile(file, "utf8")).trim(), created: false }
+    } catch {
+      const key = `trl_admin_${randomBytes(24).toString("base64url")}`
+      await mkdir(config.dataDir, { recursive: true })
+      // `wx`: when two processes start at once, the second keeps the first one's key.
+      await writeFile(file, `${key}\n`, { mode: 0o600, flag: "wx" }).catch(() => undefined)
+      await chmod(file, 0o600)
+      return { key: (await readFile(file, "utf8")).trim(), created: true }
+    }
+  }).pipe(
+    Effect.tap(({ created, key }) =>
+      created
+        ? Effect.sync(() =>
+            process.stdout.write(
+              `\nGenerated the operator API key (shown once; stored in ${join(config.dataDir, "admin-api-key")}):\n  ${key}\nSend it as the X-API-Key header.\n\n`
+            )
+          )
+        : Effect.void
+    ),
+    Effect.map(({ key }) => Redacted.make(key))
+  )
+
 /**
- * TRELLIS_ADMIN_API_KEY, or a key generated once, kept under the data dir (mode 600) and
- * printed the one time it is made.
+ * TRELLIS_ADMIN_API_KEY; without it, a generated one, unless the identity plugin is enabled
+ * (its bootstrap owner administers the platform then).
  */
-const adminApiKey = (config: AppConfig) =>
-  Option.match(config.adminApiKey, {
-    onSome: Effect.succeed,
-    onNone: () =>
-      Effect.promise(async () => {
-        const file = join(config.dataDir, "admin-api-key")
-        try {
-          return { key: (await readFile(file, "utf8")).trim(), created: false }
-        } catch {
-          const key = `trl_admin_${randomBytes(24).toString("base64url")}`
-          await mkdir(config.dataDir, { recursive: true })
-          await writeFile(file, `${key}\n`, { mode: 0o600, flag: "wx" }).catch(async () => undefined)
-          await chmod(file, 0o600)
-          return { key: (await readFile(file, "utf8")).trim(), created: true }
-        }
-      }).pipe(
-        Effect.tap(({ created, key }) =>
-          created
-            ? Effect.sync(() =>
-                process.stdout.write(
-                  `\nGenerated the operator API key (shown once; stored in ${join(config.dataDir, "admin-api-key")}):\n  ${key}\nSend it as the X-API-Key header.\n\n`
-                )
-              )
-            : Effect.void
-        ),
-        Effect.map(({ key }) => Redacted.make(key))
-      )
-  })
+const operatorKey = (config: AppConfig, identityEnabled: boolean) =>
+  Option.isSome(config.adminApiKey) || identityEnabled
+    ? Effect.succeed(config.adminApiKey)
+    : Effect.map(generatedOperatorKey(config), Option.some)
 
 const main = Effect.gen(function* () {
   const mode = (process.argv[2] ?? "all") as Mode
@@ -63,7 +66,7 @@ const main = Effect.gen(function* () {
   const run = Effect.gen(function* () {
     const plugins = yield* enablePlugins(config.plugins)
     const url = yield* databaseUrl(config)
-    const key = yield* adminApiKey(config)
+    const key = yield* operatorKey(config, plugins.some((p) => p.name === "identity"))
     yield* Effect.logInfo(`trellis starting in ${mode} mode`).pipe(
       Effect.annotateLogs({ plugins: plugins.map((p) => p.name).join(","), port: config.port })
     )

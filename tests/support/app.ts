@@ -34,6 +34,12 @@ export const testConfig = (overrides: Partial<AppConfig> = {}): AppConfig => ({
   logFormat: "json",
   logLevel: "Error",
   plugins: {},
+  rateLimits: {
+    authenticated: { limit: 100_000, windowSeconds: 60 },
+    anonymous: { limit: 100_000, windowSeconds: 60 },
+    plugins: {}
+  },
+  corsOrigins: [],
   ...overrides
 })
 
@@ -52,7 +58,7 @@ const setupOf = (options: TestAppOptions): AppSetup => ({
   config: testConfig(options.config),
   plugins: options.plugins,
   databaseUrl: Redacted.make(options.databaseUrl),
-  adminApiKey: Redacted.make(ADMIN_KEY)
+  adminApiKey: Option.some(Redacted.make(ADMIN_KEY))
 })
 
 /** The app (migrated), optionally with the HTTP server on a free port and a worker. */

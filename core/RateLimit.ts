@@ -1,0 +1,121 @@
+import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { Context, Effect, Layer, Option } from "effect"
+import { Redis } from "ioredis"
+import { TooManyRequests } from "./Errors.ts"
+
+export interface RateLimit {
+  /** Requests allowed per window. */
+  readonly limit: number
+  readonly windowSeconds: number
+}
+
+export interface RateLimitDecision {
+  readonly allowed: boolean
+  readonly limit: number
+  readonly remaining: number
+  /** Seconds until the window resets. */
+  readonly resetSeconds: number
+}
+
+/** Fixed-window counters: in Redis (atomic, shared by every instance) or in memory. */
+export class RateLimiter extends Context.Tag("trellis/RateLimiter")<
+  RateLimiter,
+  { readonly hit: (key: string, limit: RateLimit) => Effect.Effect<RateLimitDecision> }
+>() {}
+
+const decide = (count: number, ttlMs: number, limit: RateLimit): RateLimitDecision => ({
+  allowed: count <= limit.limit,
+  limit: limit.limit,
+  remaining: Math.max(0, limit.limit - count),
+  resetSeconds: Math.max(1, Math.ceil(ttlMs / 1000))
+})
+
+export const layerRateLimiterMemory = Layer.sync(RateLimiter, () => {
+  const windows = new Map<string, { count: number; resetAt: number }>()
+  return {
+    hit: (key, limit) =>
+      Effect.sync(() => {
+        const now = Date.now()
+        let window = windows.get(key)
+        if (!window || window.resetAt <= now) {
+          // Expired windows are dropped as they are met; sweep now and then so keys seen once go too.
+          if (windows.size > 10_000) for (const [k, w] of windows) if (w.resetAt <= now) windows.delete(k)
+          window = { count: 0, resetAt: now + limit.windowSeconds * 1000 }
+          windows.set(key, window)
+        }
+        window.count++
+        return decide(window.count, window.resetAt - now, limit)
+      })
+  }
+})
+
+/** INCR and set the window's expiry in one round trip; returns the count and the ms left. */
+const HIT_SCRIPT = `
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {count, ttl}`
+
+export const layerRateLimiterRedis = (options: { readonly url: string; readonly keyPrefix?: string }) =>
+  Layer.scoped(
+    RateLimiter,
+    Effect.gen(function* () {
+      const prefix = options.keyPrefix ?? "trellis:ratelimit:"
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(options.url, { maxRetriesPerRequest: 2 })),
+        (redis) => Effect.promise(() => redis.quit().catch(() => redis.disconnect()))
+      )
+      return {
+        hit: (key, limit) =>
+          Effect.tryPromise(
+            () => client.eval(HIT_SCRIPT, 1, `${prefix}${key}`, String(limit.windowSeconds * 1000)) as Promise<[number, number]>
+          ).pipe(
+            Effect.map(([count, ttl]) => decide(count, ttl, limit)),
+            // A Redis outage must not take the API down with it: let the request through.
+            Effect.catchAll((error) =>
+              Effect.as(Effect.logWarning("rate limiter unavailable; allowing the request", error), {
+                allowed: true,
+                limit: limit.limit,
+                remaining: limit.limit,
+                resetSeconds: limit.windowSeconds
+              })
+            )
+          )
+      }
+    })
+  )
+
+/**
+ * Counts one request against `key`; adds the `RateLimit-*` headers to the response and, over
+ * the limit, fails with 429 and `Retry-After`.
+ */
+export const enforceRateLimit = (key: string, limit: RateLimit) =>
+  Effect.gen(function* () {
+    const limiter = yield* RateLimiter
+    const decision = yield* limiter.hit(key, limit)
+    const headers = {
+      "ratelimit-limit": String(decision.limit),
+      "ratelimit-remaining": String(decision.remaining),
+      "ratelimit-reset": String(decision.resetSeconds)
+    }
+    yield* HttpApp.appendPreResponseHandler((_request, response) =>
+      Effect.succeed(
+        HttpServerResponse.setHeaders(
+          response,
+          decision.allowed ? headers : { ...headers, "retry-after": String(decision.resetSeconds) }
+        )
+      )
+    )
+    if (!decision.allowed) {
+      return yield* new TooManyRequests({
+        message: `rate limit of ${limit.limit} requests per ${limit.windowSeconds} s exceeded; retry in ${decision.resetSeconds} s`,
+        retryAfterSeconds: decision.resetSeconds
+      })
+    }
+  })
+
+/** The client's address, for limits on anonymous routes. */
+export const clientAddress = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
+  Option.getOrElse(request.remoteAddress, () => "unknown")
+)

@@ -1,5 +1,5 @@
 import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest } from "@effect/platform"
-import { Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Forbidden, TooManyRequests, Unauthorized } from "./Errors.ts"
 import { enforceRateLimit, RateLimiter, type RateLimit } from "./RateLimit.ts"
@@ -100,9 +100,12 @@ export const layerAuthentication = (options: {
         roles: ["operator"],
         permissions: ["*"]
       }
-      const authenticate = (kind: "apiKey" | "bearer") => (presented: Redacted.Redacted<string>) =>
+      const authenticateRequest = (request: HttpServerRequest.HttpServerRequest) =>
         Effect.gen(function* () {
-          const value = Redacted.value(presented)
+          const apiKey = request.headers["x-api-key"] ?? ""
+          const authorization = request.headers["authorization"] ?? ""
+          const bearer = authorization.toLowerCase().startsWith("bearer ") ? authorization.slice(7).trim() : ""
+          const [kind, value] = apiKey !== "" ? (["apiKey", apiKey] as const) : (["bearer", bearer] as const)
           if (value === "") return yield* Effect.fail(missing)
           let actor: Option.Option<Actor> = Option.none()
           if (Option.isSome(options.operatorKey) && secretsEqual(value, Redacted.value(options.operatorKey.value))) {
@@ -111,7 +114,6 @@ export const layerAuthentication = (options: {
             actor = yield* verifier.value[kind](value)
           }
           if (Option.isNone(actor)) return yield* Effect.fail(missing)
-          const request = yield* HttpServerRequest.HttpServerRequest
           const plugin = pluginOf(request.url)
           const limit = (plugin && options.rateLimits.plugins[plugin]) || options.rateLimits.authenticated
           yield* enforceRateLimit(`${actor.value.kind}:${actor.value.id}:${plugin ?? ""}`, limit).pipe(
@@ -119,6 +121,22 @@ export const layerAuthentication = (options: {
           )
           return actor.value
         })
-      return { apiKey: authenticate("apiKey"), bearer: authenticate("bearer") }
+      // HttpApi tries each security scheme in turn and reports the last one's failure. Both
+      // schemes share one outcome per request, so a 429 found by the first is not turned into
+      // the second's 401, and the caller is counted once.
+      const outcomes = new WeakMap<object, Exit.Exit<Actor, Unauthorized | TooManyRequests>>()
+      const authenticate = () =>
+        Effect.gen(function* () {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          // The platform's raw request object: one per request, shared by both attempts.
+          const source = request.source as object
+          let outcome = outcomes.get(source)
+          if (outcome === undefined) {
+            outcome = yield* Effect.exit(authenticateRequest(request))
+            outcomes.set(source, outcome)
+          }
+          return yield* outcome
+        })
+      return { apiKey: authenticate, bearer: authenticate }
     })
   )

@@ -84,6 +84,7 @@ export const layerMode = (mode: Mode, setup: AppSetup) => {
     port: config.port,
     host: config.host,
     maxBodySize: config.maxBodySize,
+    corsOrigins: config.corsOrigins,
     plugins: registry.plugins
   })
   const worker = layerWorker({

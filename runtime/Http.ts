@@ -7,6 +7,8 @@ import { createServer } from "node:http"
 import { queueStats } from "../core/JobStats.ts"
 import { httpRequestDuration, httpRequestsTotal, renderPrometheus } from "../core/Metrics.ts"
 import type { Plugin } from "../core/Plugin.ts"
+import { CurrentRequestId } from "../core/Audit.ts"
+import { withIdempotency } from "./Idempotency.ts"
 import { Readiness } from "./Readiness.ts"
 
 /** One OpenAPI 3.1 document for every enabled plugin. */
@@ -73,6 +75,45 @@ const unreadableBody = (error: unknown, maxBodySize: number) => {
     : json(400, { _tag: "BadRequest", message: `the request body could not be read: ${cause}` })
 }
 
+const isTlsSocket = (request: HttpServerRequest.HttpServerRequest) =>
+  (request.source as { socket?: { encrypted?: boolean } }).socket?.encrypted === true
+
+/**
+ * CORS for the configured origins only (`*` allows any): preflights are answered here, and
+ * responses to an allowed origin carry the headers a browser needs to read them.
+ */
+const makeCors = (origins: ReadonlyArray<string>) => {
+  const allowed = (origin: string | undefined): origin is string =>
+    origin !== undefined && (origins.includes("*") || origins.includes(origin))
+  return {
+    preflight: (request: HttpServerRequest.HttpServerRequest) => {
+      const origin = request.headers["origin"]
+      if (request.method !== "OPTIONS" || request.headers["access-control-request-method"] === undefined) return undefined
+      if (!allowed(origin)) return json(403, { _tag: "Forbidden", message: `origin ${origin ?? "(none)"} is not allowed` })
+      return HttpServerResponse.empty({
+        status: 204,
+        headers: {
+          "access-control-allow-methods": "GET, POST, PUT, PATCH, DELETE",
+          "access-control-allow-headers":
+            request.headers["access-control-request-headers"] ?? "authorization, content-type, x-api-key, idempotency-key",
+          "access-control-max-age": "600"
+        }
+      })
+    },
+    headers: (request: HttpServerRequest.HttpServerRequest): Record<string, string> => {
+      const origin = request.headers["origin"]
+      return allowed(origin)
+        ? {
+            "access-control-allow-origin": origin,
+            vary: "Origin",
+            "access-control-expose-headers":
+              "x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, idempotent-replayed, etag"
+          }
+        : {}
+    }
+  }
+}
+
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
@@ -83,8 +124,10 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 const withRequestHandling = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
   table: ReturnType<typeof makeRouteTable>,
-  maxBodySize: number
+  options: { readonly maxBodySize: number; readonly corsOrigins: ReadonlyArray<string> }
 ) => {
+  const { maxBodySize } = options
+  const cors = makeCors(options.corsOrigins)
   const metricsByKey = new Map<string, { count: Metric.Metric.Counter<number>; duration: typeof httpRequestDuration }>()
   const metricsFor = (method: string, route: string, status: number) => {
     const key = `${method} ${route} ${status}`
@@ -113,7 +156,13 @@ const withRequestHandling = <E, R>(
     const route = table.route(request.method, path)
 
     const declaredLength = Number(request.headers["content-length"] ?? 0)
-    const response = yield* (declaredLength > maxBodySize ? Effect.succeed(tooLarge(maxBodySize)) : app).pipe(
+    const preflight = cors.preflight(request)
+    const handled = preflight
+      ? Effect.succeed(preflight)
+      : declaredLength > maxBodySize
+        ? Effect.succeed(tooLarge(maxBodySize))
+        : app
+    const response = yield* handled.pipe(
       HttpIncomingMessage.withMaxBodySize(Option.some(maxBodySize)),
       Effect.catchAllCause((cause) => {
         const failure = Cause.failureOption(cause)
@@ -142,6 +191,7 @@ const withRequestHandling = <E, R>(
           ? json(response.status, { _tag: "InternalError", message: "internal error", requestId })
           : response
       ),
+      Effect.provideService(CurrentRequestId, Option.some(requestId)),
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",
@@ -161,7 +211,13 @@ const withRequestHandling = <E, R>(
         ms: Math.round(seconds * 10_000) / 10
       })
     )
-    return HttpServerResponse.setHeaders(response, { ...SECURITY_HEADERS, "x-request-id": requestId })
+    const secure = request.headers["x-forwarded-proto"] === "https" || isTlsSocket(request)
+    return HttpServerResponse.setHeaders(response, {
+      ...SECURITY_HEADERS,
+      ...(secure ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
+      ...cors.headers(request),
+      "x-request-id": requestId
+    })
   })
 }
 
@@ -210,6 +266,7 @@ export interface HttpOptions {
   readonly port: number
   readonly host: string
   readonly maxBodySize: number
+  readonly corsOrigins: ReadonlyArray<string>
   readonly plugins: ReadonlyArray<Plugin<unknown>>
 }
 
@@ -230,7 +287,7 @@ export const layerHttp = (options: HttpOptions) =>
       const handler = yield* HttpLayerRouter.toHttpEffect(
         routes.pipe(Layer.provide([NodeContext.layer, NodeHttpPlatform.layer, Etag.layerWeak]))
       )
-      return HttpServer.serve(withRequestHandling(handler, table, options.maxBodySize)).pipe(
+      return HttpServer.serve(withRequestHandling(withIdempotency(handler), table, options)).pipe(
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
       )
     })

@@ -38,7 +38,29 @@ grant execute on all functions in schema graphile_worker to trellis_app;
 create function current_org_id() returns uuid
 language sql stable
 as $$ select nullif(current_setting('app.org_id', true), '')::uuid $$;
+
 grant execute on function current_org_id() to trellis_app;
+
+-- Makes a table with an org_id column a tenant table: row-level security, forced on the owner
+-- too. In a tenant transaction (role trellis_app, app.org_id set) only that org's rows are
+-- visible or writable; platform work (no tenant set, not trellis_app) sees every row.
+create function enable_tenant_rls(target regclass) returns void
+language plpgsql
+as $$
+begin
+  execute format('alter table %s enable row level security', target);
+  execute format('alter table %s force row level security', target);
+  execute format(
+    'create policy tenant_isolation on %s using (org_id = core.current_org_id()) with check (org_id = core.current_org_id())',
+    target
+  );
+  execute format(
+    'create policy platform_access on %s using (core.current_org_id() is null and current_user <> ''trellis_app'') '
+    'with check (core.current_org_id() is null and current_user <> ''trellis_app'')',
+    target
+  );
+end
+$$;
 
 -- Who did what, for every security and admin action and every write a plugin audits.
 create table audit_log (
@@ -57,11 +79,7 @@ create index audit_log_org_id_idx on audit_log (org_id, id desc);
 create index audit_log_org_action_idx on audit_log (org_id, action, id desc);
 create index audit_log_org_actor_idx on audit_log (org_id, actor_id, id desc);
 create index audit_log_org_target_idx on audit_log (org_id, target_type, target_id, id desc);
-alter table audit_log enable row level security;
-alter table audit_log force row level security;
-create policy audit_log_tenant on audit_log
-  using (org_id = current_org_id())
-  with check (org_id = current_org_id());
+select enable_tenant_rls('audit_log');
 grant select, insert on audit_log to trellis_app;
 revoke update, delete on audit_log from trellis_app;
 

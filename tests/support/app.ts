@@ -77,7 +77,13 @@ export const testAppLayer = (options: TestAppOptions) => {
       })
     : Layer.empty
   const http = options.http
-    ? layerHttp({ port: 0, host: "127.0.0.1", maxBodySize: setup.config.maxBodySize, plugins: registry.plugins })
+    ? layerHttp({
+        port: 0,
+        host: "127.0.0.1",
+        maxBodySize: setup.config.maxBodySize,
+        corsOrigins: setup.config.corsOrigins,
+        plugins: registry.plugins
+      })
     : Layer.empty
   return Layer.mergeAll(http, worker).pipe(
     Layer.provideMerge(app),

@@ -1,4 +1,4 @@
-import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest } from "@effect/platform"
+import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest, OpenApi } from "@effect/platform"
 import { Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Forbidden, TooManyRequests, Unauthorized } from "./Errors.ts"
@@ -42,6 +42,13 @@ export const requirePermission = (permission: string) =>
       ? Effect.void
       : Effect.fail(new Forbidden({ message: `missing permission ${permission}`, permission }))
   )
+
+/**
+ * Documents the permission an endpoint needs as `x-required-permission` on its OpenAPI
+ * operation (`none` for public routes): `endpoint.annotateContext(permissionAnnotation("x:read"))`.
+ */
+export const permissionAnnotation = (permission: string) =>
+  OpenApi.annotations({ override: { "x-required-permission": permission } })
 
 export const ROLES = ["owner", "admin", "staff", "viewer"] as const
 export type Role = (typeof ROLES)[number]

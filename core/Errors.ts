@@ -52,7 +52,7 @@ export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()(
 
 export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()(
   "ServiceUnavailable",
-  { message: Schema.String },
+  { message: Schema.String, flag: Schema.optional(Schema.String) },
   HttpApiSchema.annotations({ status: 503 })
 ) {}
 

@@ -1,0 +1,40 @@
+import { Context, Effect, Option } from "effect"
+import { ServiceUnavailable } from "./Errors.ts"
+
+/** What a flag is evaluated against: a targeting key (user id) and any other fields. */
+export interface FlagContext {
+  readonly targetingKey?: string
+  readonly [field: string]: string | number | boolean | undefined
+}
+
+export interface FlagVariant {
+  readonly name: string
+  readonly payload?: { readonly type: "string" | "number" | "json"; readonly value: string }
+}
+
+/**
+ * Feature flags for code: the flags plugin implements it, other plugins ask it, so no plugin
+ * imports another. Evaluates for the current tenant.
+ */
+export class FeatureGate extends Context.Tag("trellis/FeatureGate")<
+  FeatureGate,
+  {
+    readonly isEnabled: (key: string, context?: FlagContext) => Effect.Effect<boolean>
+    readonly variant: (key: string, context?: FlagContext) => Effect.Effect<Option.Option<FlagVariant>>
+  }
+>() {}
+
+/**
+ * A route guard (kill switch): fails with 503 naming the flag when it is off for the current
+ * tenant. Without a FeatureGate (the flags plugin disabled) every route stays on.
+ */
+export const requireFlag = (key: string, context?: FlagContext) =>
+  Effect.flatMap(Effect.serviceOption(FeatureGate), (gate) =>
+    Option.match(gate, {
+      onNone: () => Effect.void,
+      onSome: (g) =>
+        Effect.flatMap(g.isEnabled(key, context), (enabled) =>
+          enabled ? Effect.void : Effect.fail(new ServiceUnavailable({ message: `disabled by feature flag ${key}`, flag: key }))
+        )
+    })
+  )

@@ -6,7 +6,15 @@ import { defineConfig } from "./runtime/Config.ts"
  */
 export default defineConfig({
   plugins: {
-    ops: { retentionDays: 30, pruneSchedule: "17 3 * * *" }
+    ops: { retentionDays: 30, pruneSchedule: "17 3 * * *" },
+    identity: {
+      accessTokenTtlSeconds: 900,
+      refreshTokenTtlDays: 30,
+      lockoutThreshold: 5,
+      lockoutMinutes: 15,
+      loginRateLimit: { limit: 20, windowSeconds: 60 },
+      bootstrapOrgName: "Default"
+    }
   },
   http: { port: 3000, host: "127.0.0.1" },
   worker: { concurrency: 10, localQueueSize: 500 },

@@ -28,7 +28,7 @@ interface StoredRow {
  * and replayed for a retry with the same body; the same key with another body is a 422; a
  * retry arriving while the first is still running waits for it (then replays) or gets a 409,
  * never a second write. Keys are scoped by a hash of the credential presented, so one caller
- * can never read another's stored response.
+ * can never read another's stored response; requests without a credential are not handled.
  */
 export const withIdempotency = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>
@@ -40,12 +40,13 @@ export const withIdempotency = <E, R>(
   Effect.gen(function* () {
     const request = yield* HttpServerRequest.HttpServerRequest
     const key = request.headers["idempotency-key"]
-    if (request.method !== "POST" || key === undefined) return yield* app
+    const credential = request.headers["x-api-key"] ?? request.headers["authorization"]
+    // Anonymous routes (login, token refresh) answer with fresh secrets: never stored, never replayed.
+    if (request.method !== "POST" || key === undefined || credential === undefined) return yield* app
     if (key.length === 0 || key.length > 255) {
       return json(400, { _tag: "BadRequest", message: "Idempotency-Key must be 1 to 255 characters", field: "Idempotency-Key" })
     }
     const sql = yield* SqlClient.SqlClient
-    const credential = request.headers["x-api-key"] ?? request.headers["authorization"] ?? ""
     const scope = sha256(`${credential}\n${Option.getOrElse(request.remoteAddress, () => "")}`)
     // The body is read once here; the platform caches it for the handler.
     const body = yield* request.text
@@ -65,7 +66,7 @@ export const withIdempotency = <E, R>(
       Effect.onError(() => sql`delete from core.idempotency_keys where scope = ${scope} and key = ${key}`.pipe(Effect.ignore))
     )
     const text = bodyText(response)
-    if (!storable(response.status) || text === undefined) {
+    if (!storable(response.status) || text === undefined || /no-store/i.test(response.headers["cache-control"] ?? "")) {
       yield* sql`delete from core.idempotency_keys where scope = ${scope} and key = ${key}`
       return response
     }

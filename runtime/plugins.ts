@@ -1,5 +1,6 @@
 import { Effect, type Schema } from "effect"
 import type { Plugin } from "../core/Plugin.ts"
+import { identity } from "../plugins/identity/index.ts"
 import { ops } from "../plugins/ops/index.ts"
 import { decodePluginOptions } from "./Config.ts"
 
@@ -15,7 +16,7 @@ interface PluginModule<O> {
  * chooses which of them are enabled and with what options.
  */
 // `any` for the options type: each module's options are checked against its own Schema.
-export const catalog: ReadonlyArray<PluginModule<any>> = [ops]
+export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity]
 
 /** Makes the plugins enabled in the config, in the config's order. */
 export const enablePlugins = (enabled: Readonly<Record<string, unknown>>) =>

@@ -1,6 +1,6 @@
 import type { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
-import { Logger, run as runGraphileWorker, runMigrations, type Runner } from "graphile-worker"
+import { ConfigProvider, Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
+import { Logger, run as runGraphileWorker, runMigrations } from "graphile-worker"
 import { randomBytes } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { availableParallelism, tmpdir } from "node:os"
@@ -13,7 +13,7 @@ import { definePlugin } from "../../core/Plugin.ts"
 import { buildRegistry } from "../../core/Registry.ts"
 import { layerTracing } from "../../core/Tracing.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
-import type { AppConfig } from "../../runtime/Config.ts"
+import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
 
 /**
@@ -29,9 +29,13 @@ const LOCAL_QUEUE_SIZE = 500
 const POOL_MAX = 20
 // Production's default; the phases are driven by LISTEN/NOTIFY and the local queue, not by polls.
 const POLL_INTERVAL_MS = 2_000
+const SETUP_TIMEOUT_MS = 60_000
 const PHASE_TIMEOUT_MS = 120_000
 const STOP_TIMEOUT_MS = 30_000
 const DRAIN_TIMEOUT_MS = 10_000
+// Past every phase's own bound: whatever hangs where no phase timeout reaches (migrations
+// inside the app layer, a stuck shutdown) still ends the run.
+const RUN_TIMEOUT_MS = 12 * 60_000
 const TASK_ID = "bench.noop"
 
 const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
@@ -160,11 +164,15 @@ const measureLatency = async (label: string, add: (seq: number) => Promise<unkno
   return { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) }
 }
 
+const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system
+
 interface SideResult {
   readonly side: string
   readonly insertMs: number
   readonly runSeconds: number
   readonly jobsPerSecond: number
+  /** CPU time of this process per job while the jobs ran: what the side costs, whatever else the machine is doing. */
+  readonly cpuPerJob: number
   readonly latency: Latency
 }
 
@@ -173,43 +181,50 @@ const quietLogger = new Logger(() => (level, message) => {
   if (level === "error" || level === "warning") console.error(`graphile-worker ${level}: ${message}`)
 })
 
-const graphileWorkerSide = (url: string): Promise<SideResult> =>
-  (async () => {
-    const side = "graphile-worker"
-    const pool = new pg.Pool({ connectionString: url, max: POOL_MAX })
-    try {
-      await runMigrations({ pgPool: pool, logger: quietLogger })
-      const insertMs = await bulkInsert(pool, JOBS)
-      const done = expectRuns(JOBS)
-      const start = performance.now()
-      const runner: Runner = await runGraphileWorker({
-        pgPool: pool,
-        taskList: {
-          [TASK_ID]: async (payload) => started((payload as { data: { n: number } }).data.n)
-        },
-        concurrency: CONCURRENCY,
-        pollInterval: POLL_INTERVAL_MS,
-        noHandleSignals: true,
-        logger: quietLogger,
-        preset: {
-          worker: { localQueue: { size: LOCAL_QUEUE_SIZE }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }
-        }
-      })
-      try {
-        await within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done)
-        const runSeconds = (performance.now() - start) / 1000
-        await drained(pool)
-        const latency = await measureLatency(side, (seq) =>
-          pool.query("select graphile_worker.add_job($1, $2::json)", [TASK_ID, envelopeOf(seq)])
-        )
-        return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, latency }
-      } finally {
-        await within(STOP_TIMEOUT_MS, `${side}: stop`, runner.stop()).catch(() => runner.kill())
+const graphileWorkerSide = async (url: string): Promise<SideResult> => {
+  const side = "graphile-worker"
+  const pool = new pg.Pool({ connectionString: url, max: POOL_MAX })
+  // As core/Database.ts does: a dropped connection must not crash the run.
+  pool.on("error", () => {})
+  pool.on("connect", (client) => client.on("error", () => {}))
+  try {
+    const insertMs = await within(
+      SETUP_TIMEOUT_MS,
+      `${side}: setup`,
+      runMigrations({ pgPool: pool, logger: quietLogger }).then(() => bulkInsert(pool, JOBS))
+    )
+    const done = expectRuns(JOBS)
+    const start = performance.now()
+    const cpu = process.cpuUsage()
+    const runner = await runGraphileWorker({
+      pgPool: pool,
+      taskList: {
+        [TASK_ID]: async (payload) => started((payload as { data: { n: number } }).data.n)
+      },
+      concurrency: CONCURRENCY,
+      pollInterval: POLL_INTERVAL_MS,
+      noHandleSignals: true,
+      logger: quietLogger,
+      preset: {
+        worker: { localQueue: { size: LOCAL_QUEUE_SIZE }, completeJobBatchDelay: 0, failJobBatchDelay: 0 }
       }
+    })
+    try {
+      await within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done)
+      const runSeconds = (performance.now() - start) / 1000
+      const cpuPerJob = cpuMicros(process.cpuUsage(cpu)) / JOBS
+      await drained(pool)
+      const latency = await measureLatency(side, (seq) =>
+        pool.query("select graphile_worker.add_job($1, $2::json)", [TASK_ID, envelopeOf(seq)])
+      )
+      return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, cpuPerJob, latency }
     } finally {
-      await pool.end()
+      await within(STOP_TIMEOUT_MS, `${side}: stop`, runner.stop()).catch(() => runner.kill())
     }
-  })()
+  } finally {
+    await pool.end()
+  }
+}
 
 const noopTask = defineTask({
   id: TASK_ID,
@@ -224,28 +239,28 @@ const benchPlugin = definePlugin({
   migrations: { load: Effect.succeed([]) }
 })
 
-const trellisConfig = (dataDir: string): AppConfig => ({
-  dataDir,
-  databaseUrl: Option.none(),
-  databasePoolMax: POOL_MAX,
-  redisUrl: Option.none(),
-  smtpUrl: Option.none(),
-  mailFrom: "Trellis <bench@localhost>",
-  otlpEndpoint: Option.none(),
-  serviceName: "trellis-bench",
-  traceSampleRatio: 1,
-  port: 0,
-  host: "127.0.0.1",
-  maxBodySize: 1_048_576,
-  workerConcurrency: CONCURRENCY,
-  localQueueSize: LOCAL_QUEUE_SIZE,
-  pollInterval: POLL_INTERVAL_MS,
-  shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
-  adminApiKey: Option.none(),
-  logFormat: "json",
-  logLevel: "Warning",
-  plugins: {}
-})
+/**
+ * Production's defaults (effect.config.ts and environment left out, so the run does not
+ * depend on them) with the benchmark's worker settings.
+ */
+const trellisConfig = (dataDir: string): Promise<AppConfig> =>
+  Effect.runPromise(
+    loadConfig({ plugins: {} }).pipe(
+      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
+      Effect.map(
+        (defaults): AppConfig => ({
+          ...defaults,
+          dataDir,
+          databasePoolMax: POOL_MAX,
+          workerConcurrency: CONCURRENCY,
+          localQueueSize: LOCAL_QUEUE_SIZE,
+          pollInterval: POLL_INTERVAL_MS,
+          shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
+          logLevel: "Warning"
+        })
+      )
+    )
+  )
 
 /**
  * The app and worker composed as `layerMode("worker", ...)` composes them (tracing from
@@ -253,71 +268,73 @@ const trellisConfig = (dataDir: string): AppConfig => ({
  * layer is built after the bulk insert, so the timing starts where it starts for
  * graphile-worker rather than including migrations.
  */
-const trellisSide = (url: string): Promise<SideResult> =>
-  (async () => {
-    const side = "trellis"
-    const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-"))
-    try {
-      const config = trellisConfig(dataDir)
-      const setup: AppSetup = {
-        config,
-        plugins: [benchPlugin],
-        databaseUrl: Redacted.make(url),
-        adminApiKey: Redacted.make(randomBytes(24).toString("hex"))
-      }
-      const worker = layerWorker({
-        registry: buildRegistry(setup.plugins),
-        concurrency: config.workerConcurrency,
-        localQueueSize: config.localQueueSize,
-        pollInterval: config.pollInterval,
-        shutdownTimeout: config.shutdownTimeout
-      })
-      const program = Effect.gen(function* () {
-        const pool = yield* PgPool
-        const insertMs = yield* Effect.promise(() => bulkInsert(pool, JOBS))
-        const done = expectRuns(JOBS)
-        const start = performance.now()
-        return yield* Effect.scoped(
-          Effect.gen(function* () {
-            yield* Layer.build(worker)
-            yield* Effect.promise(() => within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done))
-            const runSeconds = (performance.now() - start) / 1000
-            yield* Effect.promise(() => drained(pool))
-            const runPromise = Runtime.runPromise(yield* Effect.runtime<SqlClient.SqlClient>())
-            const latency = yield* Effect.promise(() =>
-              measureLatency(side, (seq) => runPromise(enqueue(noopTask, { n: seq })))
-            )
-            return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, latency }
-          })
-        )
-      })
-      return await Effect.runPromise(
-        program.pipe(
-          Effect.provide(layerApp(setup)),
-          Effect.provide(
-            layerTracing({
-              endpoint: Option.getOrUndefined(config.otlpEndpoint),
-              serviceName: config.serviceName,
-              sampleRatio: config.traceSampleRatio
-            })
-          ),
-          Effect.provide(layerLogger(config))
-        )
-      )
-    } finally {
-      await rm(dataDir, { recursive: true, force: true })
+const trellisSide = async (url: string): Promise<SideResult> => {
+  const side = "trellis"
+  const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-"))
+  try {
+    const config = await trellisConfig(dataDir)
+    const setup: AppSetup = {
+      config,
+      plugins: [benchPlugin],
+      databaseUrl: Redacted.make(url),
+      adminApiKey: config.adminApiKey
     }
-  })()
+    const worker = layerWorker({
+      registry: buildRegistry(setup.plugins),
+      concurrency: config.workerConcurrency,
+      localQueueSize: config.localQueueSize,
+      pollInterval: config.pollInterval,
+      shutdownTimeout: config.shutdownTimeout
+    })
+    const program = Effect.gen(function* () {
+      const pool = yield* PgPool
+      const insertMs = yield* Effect.promise(() => within(SETUP_TIMEOUT_MS, `${side}: setup`, bulkInsert(pool, JOBS)))
+      const done = expectRuns(JOBS)
+      const start = performance.now()
+      const cpu = process.cpuUsage()
+      return yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* Layer.build(worker)
+          yield* Effect.promise(() => within(PHASE_TIMEOUT_MS, `${side}: ${JOBS} jobs`, done))
+          const runSeconds = (performance.now() - start) / 1000
+          const cpuPerJob = cpuMicros(process.cpuUsage(cpu)) / JOBS
+          yield* Effect.promise(() => drained(pool))
+          const runPromise = Runtime.runPromise(yield* Effect.runtime<SqlClient.SqlClient>())
+          const latency = yield* Effect.promise(() =>
+            measureLatency(side, (seq) => runPromise(enqueue(noopTask, { n: seq })))
+          )
+          return { side, insertMs, runSeconds, jobsPerSecond: JOBS / runSeconds, cpuPerJob, latency }
+        })
+      )
+    })
+    return await Effect.runPromise(
+      program.pipe(
+        Effect.provide(layerApp(setup)),
+        Effect.provide(
+          layerTracing({
+            endpoint: Option.getOrUndefined(config.otlpEndpoint),
+            serviceName: config.serviceName,
+            sampleRatio: config.traceSampleRatio
+          })
+        ),
+        Effect.provide(layerLogger(config))
+      )
+    )
+  } finally {
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
 
 const format = (value: number, digits: number) => value.toFixed(digits)
 
 const printTable = (results: ReadonlyArray<SideResult>) => {
-  const header = ["side", "insert ms", "run s", "jobs/s", "latency p50 ms", "latency p99 ms"]
+  const header = ["side", "insert ms", "run s", "jobs/s", "cpu µs/job", "latency p50 ms", "latency p99 ms"]
   const rows = results.map((r) => [
     r.side,
     format(r.insertMs, 0),
     format(r.runSeconds, 2),
     format(r.jobsPerSecond, 0),
+    format(r.cpuPerJob, 0),
     format(r.latency.p50, 2),
     format(r.latency.p99, 2)
   ])
@@ -329,18 +346,22 @@ const printTable = (results: ReadonlyArray<SideResult>) => {
   for (const row of rows) console.log(line(row))
 }
 
+/** Drops this run's databases and exits: the way out of a run interrupted or hung. */
+const abandon = (reason: string, code: number) => {
+  console.error(`${reason}: dropping the benchmark databases`)
+  void Promise.allSettled([...created].map(dropDatabase)).then(() => process.exit(code))
+}
+
 export const run = async () => {
-  const interrupted = (signal: NodeJS.Signals) => {
-    console.error(`${signal}: dropping the benchmark databases`)
-    void Promise.allSettled([...created].map(dropDatabase)).then(() => process.exit(130))
-  }
+  const interrupted = (signal: NodeJS.Signals) => abandon(signal, 130)
   process.once("SIGINT", interrupted)
   process.once("SIGTERM", interrupted)
+  const watchdog = setTimeout(() => abandon(`no result within ${RUN_TIMEOUT_MS / 60_000} minutes`, 1), RUN_TIMEOUT_MS)
   try {
     const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
     const where = new URL(adminUrl)
     console.log(
-      `jobs: ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, local queue ${LOCAL_QUEUE_SIZE}, pool ${POOL_MAX}; ` +
+      `graphile-worker vs trellis: ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, local queue ${LOCAL_QUEUE_SIZE}, pool ${POOL_MAX}; ` +
         `latency over ${LATENCY_JOBS} jobs added one at a time; PostgreSQL ${server.rows[0]?.server_version} ` +
         `at ${where.host}; node ${process.version}, ${availableParallelism()} cores`
     )
@@ -349,6 +370,7 @@ export const run = async () => {
     printTable([graphileWorker, trellis])
     console.log(`jobs: trellis/graphile-worker = ${(trellis.jobsPerSecond / graphileWorker.jobsPerSecond).toFixed(2)}`)
   } finally {
+    clearTimeout(watchdog)
     process.off("SIGINT", interrupted)
     process.off("SIGTERM", interrupted)
   }

@@ -7,8 +7,7 @@ interface Benchmark {
 }
 
 const benchmarks: Readonly<Record<string, () => Promise<Benchmark>>> = {
-  jobs: () => import("./jobs.ts"),
-  flags: () => import("./flags.ts")
+  jobs: () => import("./jobs.ts")
 }
 
 const main = async () => {

@@ -1,6 +1,6 @@
 import type { SqlClient } from "@effect/sql"
-import { Duration, Effect, Layer, Runtime, Schema } from "effect"
-import { Logger as WorkerLogger, parseCronItems, run, type LogLevel } from "graphile-worker"
+import { Duration, Effect, FiberRef, FiberRefs, Layer, LogLevel, Runtime, Schema } from "effect"
+import { Logger as WorkerLogger, parseCronItems, run, type LogLevel as WorkerLogLevel } from "graphile-worker"
 import { PgPool } from "../core/Database.ts"
 import { makeTaskList } from "../core/JobRunner.ts"
 import type { Envelope } from "../core/Jobs.ts"
@@ -19,7 +19,14 @@ export interface WorkerOptions {
 /** graphile-worker's log lines go through Effect's logger, annotated as the worker's. */
 const workerLogger = (runtime: Runtime.Runtime<never>) => {
   const runSync = Runtime.runSync(runtime)
-  return new WorkerLogger((scope) => (level: LogLevel, message: string) => {
+  // graphile-worker logs two lines per job at debug/info: running an Effect for each only
+  // for the logger to drop it costs more than the job itself.
+  const debugEnabled = LogLevel.lessThanEqual(
+    FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel),
+    LogLevel.Debug
+  )
+  return new WorkerLogger((scope) => (level: WorkerLogLevel, message: string) => {
+    if (!debugEnabled && (level === "debug" || level === "info")) return
     // A failed attempt is already recorded by Trellis (metrics, dead letters): not an error.
     const failedAttempt = message.startsWith("Failed task")
     const log =

@@ -115,7 +115,18 @@ export const enforceRateLimit = (key: string, limit: RateLimit) =>
     }
   })
 
+/**
+ * The client's address as the HTTP layer determined it (behind trusted proxies, from
+ * `X-Forwarded-For`); unset outside a request.
+ */
+export class ClientAddress extends Context.Reference<ClientAddress>()("trellis/ClientAddress", {
+  defaultValue: (): Option.Option<string> => Option.none()
+}) {}
+
 /** The client's address, for limits on anonymous routes. */
-export const clientAddress = Effect.map(HttpServerRequest.HttpServerRequest, (request) =>
-  Option.getOrElse(request.remoteAddress, () => "unknown")
-)
+export const clientAddress = Effect.gen(function* () {
+  const resolved = yield* ClientAddress
+  if (Option.isSome(resolved)) return resolved.value
+  const request = yield* HttpServerRequest.HttpServerRequest
+  return Option.getOrElse(request.remoteAddress, () => "unknown")
+})

@@ -85,6 +85,7 @@ export const layerMode = (mode: Mode, setup: AppSetup) => {
     host: config.host,
     maxBodySize: config.maxBodySize,
     corsOrigins: config.corsOrigins,
+    trustedProxies: config.trustedProxies,
     plugins: registry.plugins
   })
   const worker = layerWorker({

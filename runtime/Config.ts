@@ -1,4 +1,5 @@
 import { Config, Duration, Effect, Option, Redacted, Schema } from "effect"
+import { isIP } from "node:net"
 import { resolve } from "node:path"
 import type { RateLimit } from "../core/RateLimit.ts"
 
@@ -50,6 +51,8 @@ export interface AppConfig {
     readonly plugins: Readonly<Record<string, RateLimit>>
   }
   readonly corsOrigins: ReadonlyArray<string>
+  /** Proxies (IPs or CIDRs) whose X-Forwarded-For is believed. */
+  readonly trustedProxies: ReadonlyArray<string>
 }
 
 const url = (name: string, protocols: ReadonlyArray<string>) =>
@@ -133,6 +136,18 @@ export const loadConfig = (file: TrellisConfigFile) =>
     }),
     corsOrigins: Config.array(Config.string(), "TRELLIS_CORS_ORIGINS").pipe(
       Config.withDefault(file.cors?.origins ?? [])
+    ),
+    trustedProxies: Config.array(Config.string(), "TRELLIS_TRUSTED_PROXIES").pipe(
+      Config.validate({
+        message: "TRELLIS_TRUSTED_PROXIES must list IP addresses or CIDRs",
+        validation: (entries) =>
+          entries.every((entry) => {
+            const [address, prefix] = entry.split("/")
+            const family = isIP(address ?? "")
+            return family !== 0 && (prefix === undefined || (/^\d+$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128)))
+          })
+      }),
+      Config.withDefault([])
     )
   }) satisfies Config.Config<AppConfig>
 

@@ -4,10 +4,12 @@ import { Cause, Effect, Layer, Metric, MetricLabel, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
+import { BlockList, isIP } from "node:net"
 import { queueStats } from "../core/JobStats.ts"
 import { httpRequestDuration, httpRequestsTotal, renderPrometheus } from "../core/Metrics.ts"
 import type { Plugin } from "../core/Plugin.ts"
 import { CurrentRequestId } from "../core/Audit.ts"
+import { ClientAddress } from "../core/RateLimit.ts"
 import { withIdempotency } from "./Idempotency.ts"
 import { Readiness } from "./Readiness.ts"
 
@@ -114,6 +116,33 @@ const makeCors = (origins: ReadonlyArray<string>) => {
   }
 }
 
+/**
+ * The client's address: the socket's, or — when the socket is a trusted proxy — the last
+ * address in `X-Forwarded-For` that is not itself a trusted proxy (earlier entries are the
+ * client's to forge).
+ */
+const makeClientAddress = (trustedProxies: ReadonlyArray<string>) => {
+  const trusted = new BlockList()
+  for (const entry of trustedProxies) {
+    const [address, prefix] = entry.split("/")
+    const family = isIP(address!) === 6 ? "ipv6" : "ipv4"
+    if (prefix === undefined) trusted.addAddress(address!, family)
+    else trusted.addSubnet(address!, Number(prefix), family)
+  }
+  const isTrusted = (address: string) => {
+    const plain = address.startsWith("::ffff:") ? address.slice(7) : address
+    const family = isIP(plain)
+    return family !== 0 && trusted.check(plain, family === 6 ? "ipv6" : "ipv4")
+  }
+  return (request: HttpServerRequest.HttpServerRequest) => {
+    const socket = Option.getOrElse(request.remoteAddress, () => "unknown")
+    if (trustedProxies.length === 0 || !isTrusted(socket)) return socket
+    const forwarded = (request.headers["x-forwarded-for"] ?? "").split(",").map((a) => a.trim()).filter((a) => a !== "")
+    for (let i = forwarded.length - 1; i >= 0; i--) if (!isTrusted(forwarded[i]!)) return forwarded[i]!
+    return socket
+  }
+}
+
 const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 
 /**
@@ -124,10 +153,15 @@ const requestIdPattern = /^[A-Za-z0-9._:-]{1,128}$/
 const withRequestHandling = <E, R>(
   app: Effect.Effect<HttpServerResponse.HttpServerResponse, E, R>,
   table: ReturnType<typeof makeRouteTable>,
-  options: { readonly maxBodySize: number; readonly corsOrigins: ReadonlyArray<string> }
+  options: {
+    readonly maxBodySize: number
+    readonly corsOrigins: ReadonlyArray<string>
+    readonly trustedProxies: ReadonlyArray<string>
+  }
 ) => {
   const { maxBodySize } = options
   const cors = makeCors(options.corsOrigins)
+  const clientAddressOf = makeClientAddress(options.trustedProxies)
   const metricsByKey = new Map<string, { count: Metric.Metric.Counter<number>; duration: typeof httpRequestDuration }>()
   const metricsFor = (method: string, route: string, status: number) => {
     const key = `${method} ${route} ${status}`
@@ -192,6 +226,7 @@ const withRequestHandling = <E, R>(
           : response
       ),
       Effect.provideService(CurrentRequestId, Option.some(requestId)),
+      Effect.provideService(ClientAddress, Option.some(clientAddressOf(request))),
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",
@@ -267,6 +302,7 @@ export interface HttpOptions {
   readonly host: string
   readonly maxBodySize: number
   readonly corsOrigins: ReadonlyArray<string>
+  readonly trustedProxies?: ReadonlyArray<string>
   readonly plugins: ReadonlyArray<Plugin<unknown>>
 }
 
@@ -287,7 +323,9 @@ export const layerHttp = (options: HttpOptions) =>
       const handler = yield* HttpLayerRouter.toHttpEffect(
         routes.pipe(Layer.provide([NodeContext.layer, NodeHttpPlatform.layer, Etag.layerWeak]))
       )
-      return HttpServer.serve(withRequestHandling(withIdempotency(handler), table, options)).pipe(
+      return HttpServer.serve(
+        withRequestHandling(withIdempotency(handler), table, { ...options, trustedProxies: options.trustedProxies ?? [] })
+      ).pipe(
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
       )
     })

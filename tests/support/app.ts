@@ -40,6 +40,7 @@ export const testConfig = (overrides: Partial<AppConfig> = {}): AppConfig => ({
     plugins: {}
   },
   corsOrigins: [],
+  trustedProxies: [],
   ...overrides
 })
 
@@ -82,6 +83,7 @@ export const testAppLayer = (options: TestAppOptions) => {
         host: "127.0.0.1",
         maxBodySize: setup.config.maxBodySize,
         corsOrigins: setup.config.corsOrigins,
+        trustedProxies: setup.config.trustedProxies,
         plugins: registry.plugins
       })
     : Layer.empty

@@ -215,6 +215,8 @@ const withRequestHandling = <E, R>(
               : json(404, { _tag: "NotFound", message: `no route ${request.method} ${path}` })
           )
         }
+        // The client went away mid-request (its socket closed): nothing failed on our side.
+        if (Cause.isInterruptedOnly(cause)) return Effect.succeed(HttpServerResponse.empty({ status: 499 }))
         return Effect.as(
           Effect.logError("request failed", cause),
           json(500, { _tag: "InternalError", message: "internal error", requestId })

@@ -7,7 +7,8 @@ interface Benchmark {
 }
 
 const benchmarks: Readonly<Record<string, () => Promise<Benchmark>>> = {
-  jobs: () => import("./jobs.ts")
+  jobs: () => import("./jobs.ts"),
+  auth: () => import("./auth.ts")
 }
 
 const main = async () => {

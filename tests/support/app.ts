@@ -9,7 +9,9 @@ import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import type { AppConfig } from "../../runtime/Config.ts"
 import { layerHttp } from "../../runtime/Http.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
-import { redisUrl } from "./database.ts"
+
+/** Redis for tests and benchmarks: REDIS_URL, else the local server. */
+export const redisUrl = () => process.env.REDIS_URL ?? "redis://127.0.0.1:6379"
 
 export const ADMIN_KEY = "test-operator-key-0123456789"
 

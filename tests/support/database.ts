@@ -30,4 +30,3 @@ export const testDatabase = (options: { readonly empty?: boolean } = {}) =>
     ({ name }) => Effect.promise(() => admin((c) => c.query(`drop database if exists ${name} with (force)`)))
   )
 
-export const redisUrl = () => process.env.REDIS_URL ?? "redis://127.0.0.1:6379"

@@ -1,45 +1,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
-import http from "node:http"
-import type { AddressInfo } from "node:net"
 import { enqueue } from "../../core/Jobs.ts"
 import { ops } from "../../plugins/ops/index.ts"
 import { baseUrl, request, testAppLayer } from "../support/app.ts"
 import { testDatabase } from "../support/database.ts"
 import { recordTask, testkit } from "../support/testkit.ts"
+import { otlpReceiver } from "../support/otlp.ts"
 import { waitFor } from "../support/wait.ts"
-
-interface ReceivedSpan {
-  readonly name: string
-  readonly traceId: string
-  readonly spanId: string
-  readonly parentSpanId?: string
-}
-
-/** An OTLP/HTTP (JSON) trace receiver on 127.0.0.1, collecting every span it is sent. */
-const otlpReceiver = Effect.acquireRelease(
-  Effect.async<{ url: string; spans: Array<ReceivedSpan>; server: http.Server }>((resume) => {
-    const spans: Array<ReceivedSpan> = []
-    const server = http.createServer((req, res) => {
-      let body = ""
-      req.on("data", (chunk: Buffer) => (body += chunk.toString()))
-      req.on("end", () => {
-        const payload = JSON.parse(body) as {
-          resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<ReceivedSpan> }> }>
-        }
-        for (const resource of payload.resourceSpans) {
-          for (const scope of resource.scopeSpans) spans.push(...scope.spans)
-        }
-        res.writeHead(200, { "content-type": "application/json" }).end("{}")
-      })
-    })
-    server.listen(0, "127.0.0.1", () =>
-      resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, server }))
-    )
-  }),
-  ({ server }) => Effect.promise(() => new Promise<void>((done) => server.close(() => done())))
-)
 
 describe("tracing", () => {
   it.scopedLive("exports spans for HTTP requests, SQL statements and jobs, the job span parented by the enqueuing span", () =>

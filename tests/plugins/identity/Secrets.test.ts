@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, HashMap, Logger } from "effect"
+import { Cause, Effect, HashMap, Logger, Option } from "effect"
 import { testDatabase } from "../../support/database.ts"
+import { otlpReceiver } from "../../support/otlp.ts"
 import { call, capturingStdout, login, startApp, tokensOf } from "./helpers.ts"
 
 const show = (value: unknown) => {
@@ -22,16 +23,26 @@ const collectingLogger = () => {
 }
 
 describe("identity secrets", () => {
-  it.scopedLive("passwords, refresh tokens, API key secrets and Authorization values never reach the logs", () =>
+  it.scopedLive("passwords, refresh tokens, API key secrets and Authorization values never reach the logs or spans", () =>
     Effect.gen(function* () {
+      const receiver = yield* otlpReceiver
       const db = yield* testDatabase()
       const { lines, layer } = collectingLogger()
+      const secrets: Array<string> = []
+      // Closing this scope stops the app, which flushes its spans to the receiver.
+      yield* Effect.scoped(
+        Effect.gen(function* () {
       const { result: app, stdout } = yield* capturingStdout(
-        startApp({ db, env: { TRELLIS_BOOTSTRAP_EMAIL: "root@example.com" }, logger: layer, config: { logLevel: "Debug" } })
+        startApp({
+          db,
+          env: { TRELLIS_BOOTSTRAP_EMAIL: "root@example.com" },
+          logger: layer,
+          config: { logLevel: "Debug", otlpEndpoint: Option.some(receiver.url) }
+        })
       )
       const { base } = app
       const ownerPassword = /generated password \(shown once\):\n {2}(\S+)\n/.exec(stdout)![1]!
-      const secrets: Array<string> = [ownerPassword]
+      secrets.push(ownerPassword)
 
       const wrongPassword = "a-wrong-password-guess-42"
       secrets.push(wrongPassword)
@@ -80,10 +91,15 @@ describe("identity secrets", () => {
       expect(shortReply.json.issues).toContainEqual(expect.objectContaining({ path: ["password"], message: "must be at least 12 characters" }))
       expect(shortReply.text).not.toContain(tooShort)
 
+        })
+      )
       expect(lines.some((line) => line.includes("http request"))).toBe(true)
       expect(lines.some((line) => line.includes("refresh token reused"))).toBe(true)
       const logs = lines.join("\n")
       for (const secret of secrets) expect(logs.includes(secret), `a secret of ${secret.length} characters was logged`).toBe(false)
+      expect(receiver.spans.some((span) => span.name === "http POST /api/v1/identity/login")).toBe(true)
+      const spans = receiver.bodies.join("\n")
+      for (const secret of secrets) expect(spans.includes(secret), `a secret of ${secret.length} characters is in a span`).toBe(false)
     })
   )
 })

@@ -14,6 +14,12 @@ export default defineConfig({
       lockoutMinutes: 15,
       loginRateLimit: { limit: 20, windowSeconds: 60 },
       bootstrapOrgName: "Default"
+    },
+    flags: {
+      defaultEnvironment: "production",
+      environments: ["development", "production"],
+      cacheTtlSeconds: 60,
+      staleSchedule: "0 6 * * *"
     }
   },
   http: { port: 3000, host: "127.0.0.1" },

@@ -1,5 +1,6 @@
 import { Effect, type Schema } from "effect"
 import type { Plugin } from "../core/Plugin.ts"
+import { flags } from "../plugins/flags/index.ts"
 import { identity } from "../plugins/identity/index.ts"
 import { ops } from "../plugins/ops/index.ts"
 import { decodePluginOptions } from "./Config.ts"
@@ -16,7 +17,7 @@ interface PluginModule<O> {
  * chooses which of them are enabled and with what options.
  */
 // `any` for the options type: each module's options are checked against its own Schema.
-export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity]
+export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity, flags]
 
 /** Makes the plugins enabled in the config, in the config's order. */
 export const enablePlugins = (enabled: Readonly<Record<string, unknown>>) =>

@@ -8,7 +8,8 @@ interface Benchmark {
 
 const benchmarks: Readonly<Record<string, () => Promise<Benchmark>>> = {
   jobs: () => import("./jobs.ts"),
-  auth: () => import("./auth.ts")
+  auth: () => import("./auth.ts"),
+  flags: () => import("./flags.ts")
 }
 
 const main = async () => {

@@ -85,7 +85,6 @@ export interface RateLimits {
 
 const missing = new Unauthorized({ message: "missing or invalid credentials: send X-API-Key or Authorization: Bearer" })
 
-const pluginOf = (url: string) => /^\/api\/v1\/([^/?]+)/.exec(url)?.[1]
 
 /**
  * The Authentication middleware: the operator key (when configured) and whatever the
@@ -94,11 +93,20 @@ const pluginOf = (url: string) => /^\/api\/v1\/([^/?]+)/.exec(url)?.[1]
 export const layerAuthentication = (options: {
   readonly operatorKey: Option.Option<Redacted.Redacted<string>>
   readonly rateLimits: RateLimits
+  /** Route prefix -> owning plugin, so a plugin's limit applies to all its routes (OFREP's too). */
+  readonly routePrefixes: ReadonlyMap<string, string>
 }) =>
   Layer.effect(
     Authentication,
     Effect.gen(function* () {
       const verifier = yield* Effect.serviceOption(CredentialVerifier)
+      const prefixes = [...options.routePrefixes]
+      const pluginOf = (url: string) => {
+        for (const [prefix, plugin] of prefixes) {
+          if (url.startsWith(prefix) && (url.length === prefix.length || "/?".includes(url[prefix.length]!))) return plugin
+        }
+        return undefined
+      }
       const limiter = yield* RateLimiter
       const operator: Actor = {
         kind: "operator",

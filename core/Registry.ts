@@ -21,6 +21,8 @@ export interface Registry {
   readonly eventTypes: ReadonlyMap<string, EventType>
   readonly subscriptions: ReadonlyArray<Subscription>
   readonly permissions: ReadonlyArray<Registered<Permission>>
+  /** Route prefixes (`/api/v1/orders`, `/ofrep/v1`) and the plugin that owns each. */
+  readonly routePrefixes: ReadonlyMap<string, string>
 }
 
 export class PluginRegistry extends Context.Tag("trellis/PluginRegistry")<PluginRegistry, Registry>() {}
@@ -107,7 +109,15 @@ export const buildRegistry = (plugins: ReadonlyArray<Plugin<unknown>>): Registry
   if (problems.length > 0) {
     throw new RegistrationError({ message: `plugin registration failed:\n- ${problems.join("\n- ")}` })
   }
-  return { plugins: orderByDependencies(plugins), tasks, cron, eventTypes, subscriptions, permissions }
+  return {
+    plugins: orderByDependencies(plugins),
+    tasks,
+    cron,
+    eventTypes,
+    subscriptions,
+    permissions,
+    routePrefixes: prefixOwners
+  }
 }
 
 /** Dependencies first (their migrations run first); a cycle is a registration error. */

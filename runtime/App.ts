@@ -70,7 +70,11 @@ export const layerApp = (setup: AppSetup) => {
   const pluginLayers = registry.plugins.flatMap((plugin) => (plugin.layer ? [plugin.layer] : []))
   const plugins = Layer.mergeAll(layerReadiness(timelines), ...pluginLayers).pipe(Layer.provideMerge(core))
   // Authentication sees the plugins' services: the identity plugin's CredentialVerifier.
-  const authentication = layerAuthentication({ operatorKey: setup.adminApiKey, rateLimits: config.rateLimits })
+  const authentication = layerAuthentication({
+    operatorKey: setup.adminApiKey,
+    rateLimits: config.rateLimits,
+    routePrefixes: registry.routePrefixes
+  })
   return authentication.pipe(Layer.provideMerge(plugins))
 }
 

@@ -232,6 +232,8 @@ const withRequestHandling = <E, R>(
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",
+        // The stack would always point here; capturing it costs on every request.
+        captureStackTrace: false,
         attributes: { "http.request.method": request.method, "http.route": route ?? "unmatched", "request.id": requestId }
       })
     )

@@ -104,4 +104,19 @@ describe("request safety", () => {
       expect(responses[3]!.json._tag).toBe("TooManyRequests")
     })
   )
+
+  it.scopedLive("a plugin's own limit applies to every route it owns", () =>
+    Effect.gen(function* () {
+      const { base } = yield* app({
+        rateLimits: {
+          authenticated: { limit: 100, windowSeconds: 60 },
+          anonymous: { limit: 100, windowSeconds: 60 },
+          plugins: { ops: { limit: 2, windowSeconds: 60 } }
+        }
+      })
+      const statuses = yield* Effect.forEach([1, 2, 3], () => request(base, "GET", "/api/v1/ops/queues"))
+      expect(statuses.map((r) => r.status)).toEqual([200, 200, 429])
+      expect(statuses[0]!.headers.get("ratelimit-limit")).toBe("2")
+    })
+  )
 })

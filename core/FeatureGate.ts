@@ -19,21 +19,23 @@ export interface FlagVariant {
 export class FeatureGate extends Context.Tag("trellis/FeatureGate")<
   FeatureGate,
   {
-    readonly isEnabled: (key: string, context?: FlagContext) => Effect.Effect<boolean>
+    /** `whenUnknown` answers for a flag the tenant has not defined (or cannot be read). */
+    readonly isEnabled: (key: string, context?: FlagContext, whenUnknown?: boolean) => Effect.Effect<boolean>
     readonly variant: (key: string, context?: FlagContext) => Effect.Effect<Option.Option<FlagVariant>>
   }
 >() {}
 
 /**
  * A route guard (kill switch): fails with 503 naming the flag when it is off for the current
- * tenant. Without a FeatureGate (the flags plugin disabled) every route stays on.
+ * tenant. A flag nobody defined, no tenant, or no FeatureGate (the flags plugin disabled)
+ * leaves the route on: a kill switch only ever switches off.
  */
 export const requireFlag = (key: string, context?: FlagContext) =>
   Effect.flatMap(Effect.serviceOption(FeatureGate), (gate) =>
     Option.match(gate, {
       onNone: () => Effect.void,
       onSome: (g) =>
-        Effect.flatMap(g.isEnabled(key, context), (enabled) =>
+        Effect.flatMap(g.isEnabled(key, context, true), (enabled) =>
           enabled ? Effect.void : Effect.fail(new ServiceUnavailable({ message: `disabled by feature flag ${key}`, flag: key }))
         )
     })

@@ -73,8 +73,8 @@ export const environmentOf = (context: Readonly<Record<string, unknown>>, fallba
 
 /**
  * Core's FeatureGate for the current tenant. Without a tenant, for an unknown or archived flag,
- * and when the definitions cannot be loaded, a flag is off: code asking a gate must keep
- * working when the flags cannot be read.
+ * and when the definitions cannot be loaded, a flag reads as the caller's `whenUnknown`
+ * (default off): code asking a gate must keep working when the flags cannot be read.
  */
 export const layerFeatureGate = Layer.effect(
   FeatureGate,
@@ -96,7 +96,8 @@ export const layerFeatureGate = Layer.effect(
         )
       )
     return {
-      isEnabled: (key, context) => Effect.map(evaluateCurrent(key, context), (result) => result?.enabled === true),
+      isEnabled: (key, context, whenUnknown = false) =>
+        Effect.map(evaluateCurrent(key, context), (result) => (result === undefined ? whenUnknown : result.enabled)),
       variant: (key, context) => Effect.map(evaluateCurrent(key, context), (result) => Option.fromNullable(result?.variant))
     }
   })

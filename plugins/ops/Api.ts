@@ -1,7 +1,7 @@
 import { HttpApi, HttpApiEndpoint, HttpApiGroup, OpenApi } from "@effect/platform"
 import { Schema } from "effect"
 import { Authentication, permissionAnnotation } from "../../core/Auth.ts"
-import { Forbidden, NotFound } from "../../core/Errors.ts"
+import { Forbidden, NotFound, ServiceUnavailable } from "../../core/Errors.ts"
 import {
   Affected,
   DeadLetter,
@@ -50,7 +50,8 @@ export class OpsGroup extends HttpApiGroup.make("ops")
     HttpApiEndpoint.post("retryDeadLetters", "/dead-letters/retry")
       .setPayload(DeadLetterSelection)
       .addSuccess(Affected)
-      .annotate(OpenApi.Summary, "Enqueue many dead-lettered jobs again, by ids or filter (permission ops:write)")
+      .addError(ServiceUnavailable)
+      .annotate(OpenApi.Summary, "Enqueue many dead-lettered jobs again, by ids or filter (permission ops:write; kill switch ops.mass-retry)")
       .annotateContext(permissionAnnotation("ops:write"))
   )
   .add(

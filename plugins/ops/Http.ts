@@ -2,10 +2,13 @@ import { HttpApiBuilder } from "@effect/platform"
 import { Effect, Option } from "effect"
 import { requirePermission } from "../../core/Auth.ts"
 import { NotFound } from "../../core/Errors.ts"
+import { requireFlag } from "../../core/FeatureGate.ts"
 import { queueStats } from "../../core/JobStats.ts"
 import { PluginRegistry } from "../../core/Registry.ts"
 import { OpsApi } from "./Api.ts"
 import { OpsRepo } from "./Repo.ts"
+
+export const MASS_RETRY_FLAG = "ops.mass-retry"
 
 const notFound = (id: number) => new NotFound({ message: `dead letter ${id} not found`, resource: "dead_letter", id: String(id) })
 
@@ -32,6 +35,8 @@ export const OpsHttp = HttpApiBuilder.group(OpsApi, "ops", (handlers) =>
       )
       .handle("retryDeadLetters", ({ payload }) =>
         write.pipe(
+          // A kill switch for mass retries, per organisation (core FeatureGate; on unless defined).
+          Effect.zipRight(requireFlag(MASS_RETRY_FLAG)),
           Effect.zipRight(Effect.orDie(repo.retry(payload))),
           Effect.map((moved) => ({ count: moved.length }))
         )

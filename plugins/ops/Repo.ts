@@ -1,5 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
+import { currentOrgId } from "../../core/Tenancy.ts"
 import type { DeadLetterFilter, DeadLetterSelection, ListDeadLettersParams } from "./Domain.ts"
 
 interface DeadLetterRow {
@@ -42,6 +43,15 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
   effect: Effect.gen(function* () {
     const sql = yield* SqlClient.SqlClient
 
+    /**
+     * The caller's reach: an organisation's member or key sees only its organisation's dead
+     * letters (their payloads are its data); the operator, who has none, sees all.
+     */
+    const visible = Effect.map(currentOrgId, (org) => {
+      const orgId = Option.getOrNull(org)
+      return sql`(${orgId}::text is null or org_id = ${orgId})`
+    })
+
     /** Matches a selection: explicit ids, or a filter (an empty filter selects everything). */
     const matches = (filter: typeof DeadLetterFilter.Type) =>
       sql.and([
@@ -57,7 +67,7 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
       Effect.gen(function* () {
         const rows = yield* sql<DeadLetterRow>`
           select ${sql.literal(columns)} from core.dead_letters
-           where ${matches(params)}
+           where ${matches(params)} and ${yield* visible}
              and (${params.cursor ?? null}::bigint is null or id < ${params.cursor ?? null})
            order by id desc
            limit ${params.limit + 1}`
@@ -67,7 +77,7 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
       }).pipe(Effect.withSpan("OpsRepo.list"))
 
     const get = (id: number) =>
-      sql<DeadLetterRow>`select ${sql.literal(columns)} from core.dead_letters where id = ${id}`.pipe(
+      Effect.flatMap(visible, (reach) => sql<DeadLetterRow>`select ${sql.literal(columns)} from core.dead_letters where id = ${id} and ${reach}`).pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toDeadLetter)),
         Effect.withSpan("OpsRepo.get")
       )
@@ -78,9 +88,9 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
      * and dead-lettered, nor lost.
      */
     const retry = (selection: DeadLetterSelection) =>
-      sql<{ dead_letter_id: string; job_id: string }>`
+      Effect.flatMap(visible, (reach) => sql<{ dead_letter_id: string; job_id: string }>`
         with moved as (
-          delete from core.dead_letters where ${where(selection)}
+          delete from core.dead_letters where ${where(selection)} and ${reach}
           returning id, task_identifier, queue_name, payload, max_attempts
         )
         select moved.id::text as dead_letter_id,
@@ -91,21 +101,21 @@ export class OpsRepo extends Effect.Service<OpsRepo>()("ops/OpsRepo", {
                   max_attempts => moved.max_attempts::smallint
                )).id::text as job_id
           from moved
-         order by moved.id`.pipe(
+         order by moved.id`).pipe(
         Effect.map((rows) => rows.map((r) => ({ deadLetterId: Number(r.dead_letter_id), jobId: r.job_id }))),
         Effect.withSpan("OpsRepo.retry")
       )
 
     const discard = (selection: DeadLetterSelection) =>
-      sql<{ count: number }>`
-        with gone as (delete from core.dead_letters where ${where(selection)} returning 1)
-        select count(*)::int as count from gone`.pipe(
+      Effect.flatMap(visible, (reach) => sql<{ count: number }>`
+        with gone as (delete from core.dead_letters where ${where(selection)} and ${reach} returning 1)
+        select count(*)::int as count from gone`).pipe(
         Effect.map((rows) => rows[0]?.count ?? 0),
         Effect.withSpan("OpsRepo.discard")
       )
 
-    const deadLetterCounts = sql<{ task: string; count: number }>`
-      select task_identifier as task, count(*)::int as count from core.dead_letters group by task_identifier`.pipe(
+    const deadLetterCounts = Effect.flatMap(visible, (reach) => sql<{ task: string; count: number }>`
+      select task_identifier as task, count(*)::int as count from core.dead_letters where ${reach} group by task_identifier`).pipe(
       Effect.map((rows) => new Map(rows.map((r) => [r.task, r.count])))
     )
 

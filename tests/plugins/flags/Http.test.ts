@@ -10,6 +10,7 @@ import { IdentityOptions } from "../../../plugins/identity/Domain.ts"
 import { identity } from "../../../plugins/identity/index.ts"
 import { ADMIN_KEY, request, withRedis } from "../../support/app.ts"
 import { testDatabase } from "../../support/database.ts"
+import { ops } from "../../../plugins/ops/index.ts"
 import { createTenant } from "../../support/tenants.ts"
 import { waitFor } from "../../support/wait.ts"
 import { startApp } from "./support.ts"
@@ -242,9 +243,8 @@ describe("flags over HTTP", () => {
       const { base } = yield* start()
       const { headers } = yield* createTenant(base)
       const checkout = request(base, "GET", "/api/v1/demo/checkout", undefined, headers)
-      const unknown = yield* checkout
-      expect(unknown.status).toBe(503)
-      expect(unknown.json).toMatchObject({ _tag: "ServiceUnavailable", flag: "demo.kill" })
+      // A kill switch nobody defined leaves the route on.
+      expect((yield* checkout).status).toBe(200)
       yield* request(base, "POST", "/api/v1/flags", { key: "demo.kill", type: "kill-switch", environments: production([{ name: "default" }]) }, headers)
       expect((yield* checkout).status).toBe(200)
       yield* request(base, "PATCH", "/api/v1/flags/demo.kill", { enabled: false }, headers)
@@ -309,6 +309,36 @@ describe("flags over HTTP", () => {
         10
       )
       expect(seen.reason).toBe("DISABLED")
+    })
+  )
+
+  it.scopedLive("the ops mass-retry route has a per-organisation kill switch, and a tenant sees only its own dead letters", () =>
+    Effect.gen(function* () {
+      const { base, sql } = yield* startApp({
+        http: true,
+        plugins: [identityPlugin, ops.make({ retentionDays: 30, pruneSchedule: "17 3 * * *" })]
+      })
+      const [a, b] = yield* Effect.all([createTenant(base), createTenant(base)])
+      for (const [jobId, org] of [[1, a.orgId], [2, b.orgId], [3, null]] as const) {
+        yield* sql`insert into core.dead_letters (job_id, task_identifier, payload, org_id, reason, attempts, max_attempts, last_error, job_created_at)
+                   values (${jobId}, 'ops.prune', '{"data": {}}', ${org}, 'exhausted', 1, 1, 'boom', now())`
+      }
+      const listed = yield* request(base, "GET", "/api/v1/ops/dead-letters", undefined, a.headers)
+      expect(listed.json.items.map((d: { jobId: string }) => d.jobId)).toEqual(["1"])
+      expect((yield* request(base, "GET", "/api/v1/ops/dead-letters", undefined)).json.items).toHaveLength(3)
+
+      yield* request(base, "POST", "/api/v1/flags", { key: "ops.mass-retry", type: "kill-switch", enabled: false, environments: production([{ name: "default" }]) }, a.headers)
+      const killed = yield* request(base, "POST", "/api/v1/ops/dead-letters/retry", { filter: {} }, a.headers)
+      expect(killed.status).toBe(503)
+      expect(killed.json).toMatchObject({ _tag: "ServiceUnavailable", flag: "ops.mass-retry" })
+      // Org B has no such switch: its retry runs, and touches only its own dead letter.
+      const retriedB = yield* request(base, "POST", "/api/v1/ops/dead-letters/retry", { filter: {} }, b.headers)
+      expect(retriedB.json).toEqual({ count: 1 })
+      yield* request(base, "PATCH", "/api/v1/flags/ops.mass-retry", { enabled: true }, a.headers)
+      const retriedA = yield* request(base, "POST", "/api/v1/ops/dead-letters/retry", { filter: {} }, a.headers)
+      expect(retriedA.json).toEqual({ count: 1 })
+      const left = yield* sql<{ job_id: string }>`select job_id::text from core.dead_letters`
+      expect(left.map((r) => r.job_id)).toEqual(["3"])
     })
   )
 })

@@ -3,7 +3,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option } from "effect"
 import { enqueue } from "../../core/Jobs.ts"
 import { publish } from "../../core/Events.ts"
-import { CurrentTenant } from "../../core/Tenancy.ts"
+import { CurrentTenant, inTenant } from "../../core/Tenancy.ts"
 import { ops } from "../../plugins/ops/index.ts"
 import { baseUrl, request, testAppLayer } from "../support/app.ts"
 import { testDatabase } from "../support/database.ts"
@@ -64,6 +64,31 @@ describe("jobs", () => {
         expect(yield* runs("rolled-back")).toHaveLength(0)
         const left = yield* sql<{ n: number }>`select count(*)::int as n from graphile_worker._private_jobs`
         expect(left[0]!.n).toBe(0)
+      })
+    )
+  )
+
+  it.live("tenant work (role trellis_app under row-level security) enqueues and publishes", () =>
+    withApp(
+      Effect.gen(function* () {
+        const orgId = "5b0f6c1e-1d7b-4a59-9a3e-0c2f4c8f6a11"
+        yield* inTenant(
+          orgId,
+          Effect.gen(function* () {
+            yield* enqueue(recordTask, { label: "from-tenant" })
+            yield* publish(ThingHappened, { n: 7, at: new Date("2026-01-01T00:00:00.000Z") })
+          })
+        )
+        const [run] = yield* waitFor("tenant job", Effect.map(runs("from-tenant"), (r) => (r.length ? r : undefined)))
+        expect(run!.tenant).toBe(orgId)
+        const sql = yield* SqlClient.SqlClient
+        const subscribers = yield* waitFor(
+          "subscribers",
+          Effect.map(sql<{ label: string; tenant: string }>`select label, tenant from testkit.runs where label like '_:7:%' order by label`, (r) =>
+            r.length === 2 ? r : undefined
+          )
+        )
+        expect(subscribers.map((r) => r.tenant)).toEqual([orgId, orgId])
       })
     )
   )

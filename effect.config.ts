@@ -15,6 +15,7 @@ export default defineConfig({
       loginRateLimit: { limit: 20, windowSeconds: 60 },
       bootstrapOrgName: "Default"
     },
+    webhooks: { requireHttps: true, allow: [] },
     flags: {
       defaultEnvironment: "production",
       environments: ["development", "production"],

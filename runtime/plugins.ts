@@ -3,6 +3,7 @@ import type { Plugin } from "../core/Plugin.ts"
 import { flags } from "../plugins/flags/index.ts"
 import { identity } from "../plugins/identity/index.ts"
 import { ops } from "../plugins/ops/index.ts"
+import { webhooks } from "../plugins/webhooks/index.ts"
 import { decodePluginOptions } from "./Config.ts"
 
 /** A plugin package: its name, its options Schema and how to make it from options. */
@@ -17,7 +18,7 @@ interface PluginModule<O> {
  * chooses which of them are enabled and with what options.
  */
 // `any` for the options type: each module's options are checked against its own Schema.
-export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity, flags]
+export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity, webhooks, flags]
 
 /** Makes the plugins enabled in the config, in the config's order. */
 export const enablePlugins = (enabled: Readonly<Record<string, unknown>>) =>

@@ -45,6 +45,33 @@ const rejected = (error: UrlRejected | ResolveFailed): DeliveryError => {
   return new DeliveryError({ kind, message: error.message })
 }
 
+/** Destinations whose connections are kept; the least recently used beyond this are let go. */
+const MAX_AGENTS = 1_000
+/** Shorter than receivers' own idle timeouts (Node's 5 s, nginx's 75 s), so a kept socket is rarely closed under a request. */
+const IDLE_SOCKET_MS = 2_000
+
+const agents = new Map<string, http.Agent>()
+
+/**
+ * A keep-alive agent per checked destination: its sockets all connect to the one address the
+ * check approved (through the pinned lookup), so reusing them cannot lead anywhere else,
+ * and a busy endpoint is spared a TCP (and TLS) handshake per message.
+ */
+const agentFor = (target: PinnedTarget): http.Agent => {
+  const key = `${target.url.protocol}//${target.hostname}:${target.url.port}@${target.address}`
+  let agent = agents.get(key)
+  if (agent !== undefined) {
+    agents.delete(key)
+  } else {
+    const options = { keepAlive: true, maxFreeSockets: 32, timeout: IDLE_SOCKET_MS }
+    agent = target.url.protocol === "https:" ? new https.Agent(options) : new http.Agent(options)
+    // Not destroyed: requests may still be using it; its idle sockets close on their own.
+    if (agents.size >= MAX_AGENTS) agents.delete(agents.keys().next().value!)
+  }
+  agents.set(key, agent)
+  return agent
+}
+
 const send = (target: PinnedTarget, options: DeliverOptions, maxResponseBytes: number, startedAt: number) =>
   Effect.async<DeliveryResult, DeliveryError>((resume, signal) => {
     let settled = false
@@ -63,8 +90,7 @@ const send = (target: PinnedTarget, options: DeliverOptions, maxResponseBytes: n
           "content-length": String(Buffer.byteLength(options.body))
         },
         lookup: pinnedLookup(target),
-        // A pooled socket would skip the lookup; each attempt connects to its own checked address.
-        agent: false,
+        agent: agentFor(target),
         // Interruption (the timeout) aborts this signal, which destroys the socket.
         signal
       },
@@ -99,6 +125,9 @@ const send = (target: PinnedTarget, options: DeliverOptions, maxResponseBytes: n
       }
     )
     request.on("error", (error) => settle(Effect.fail(new DeliveryError({ kind: "connection", message: error.message }))))
+    // Without it Nagle's algorithm holds segments back for the receiver's delayed ACK
+    // (2.4 ms instead of 0.8 ms per delivery measured on loopback).
+    request.setNoDelay(true)
     request.end(options.body)
   })
 

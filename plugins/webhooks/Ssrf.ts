@@ -179,7 +179,36 @@ const isAllowed = (allow: ReadonlyArray<Cidr>, address: Address) => {
   return allow.some((range) => contains(range, normalized))
 }
 
-export const checkUrl = (url: string, options: CheckUrlOptions): Effect.Effect<PinnedTarget, UrlRejected | ResolveFailed> =>
+/** Whether `entry` is an IP address or CIDR the allow-list accepts. */
+export const isAllowListEntry = (entry: string) => parseCidr(entry) !== undefined
+
+const blocked = (address: string, verdict: BlockReason, hostname: string | undefined) =>
+  new UrlRejected({
+    reason: "blocked_address",
+    message: hostname === undefined ? `${address} is ${verdict}` : `${hostname} resolves to ${address}, which is ${verdict}`,
+    address,
+    blockReason: verdict
+  })
+
+/** Fails on the first address outside the public internet and not allowed. */
+const checkAddresses = (resolved: ReadonlyArray<LookupAddress>, allow: ReadonlyArray<Cidr>, hostname: string | undefined) =>
+  Effect.forEach(
+    resolved,
+    ({ address }) => {
+      const parsed = parseAddress(address)
+      const verdict = parsed === undefined ? "invalid" : classify(parsed)
+      return verdict !== "public" && !(parsed !== undefined && isAllowed(allow, parsed))
+        ? Effect.fail(blocked(address, verdict, hostname))
+        : Effect.void
+    },
+    { discard: true }
+  )
+
+/**
+ * Everything that can be judged without DNS: the scheme, https, credentials, and the
+ * address when the host is a literal IP.
+ */
+const checkWithoutDns = (url: string, options: Omit<CheckUrlOptions, "resolve">) =>
   Effect.gen(function* () {
     if (!URL.canParse(url)) return yield* new UrlRejected({ reason: "invalid_url", message: "not a valid URL" })
     const target = new URL(url)
@@ -199,6 +228,20 @@ export const checkUrl = (url: string, options: CheckUrlOptions): Effect.Effect<P
     })
     const hostname = target.hostname.startsWith("[") ? target.hostname.slice(1, -1) : target.hostname
     const literal = parseAddress(hostname)
+    if (literal !== undefined) yield* checkAddresses([{ address: hostname, family: literal.family }], allow, undefined)
+    return { target, hostname, literal, allow }
+  })
+
+/**
+ * The check when a URL is saved: a name is not resolved then, because what it resolves to
+ * at send time is what counts (and is checked by `checkUrl`).
+ */
+export const checkUrlToSave = (url: string, options: Omit<CheckUrlOptions, "resolve">): Effect.Effect<URL, UrlRejected> =>
+  Effect.map(checkWithoutDns(url, options), ({ target }) => target)
+
+export const checkUrl = (url: string, options: CheckUrlOptions): Effect.Effect<PinnedTarget, UrlRejected | ResolveFailed> =>
+  Effect.gen(function* () {
+    const { target, hostname, literal, allow } = yield* checkWithoutDns(url, options)
     const resolve = options.resolve ?? systemResolve
     const resolved: ReadonlyArray<LookupAddress> =
       literal !== undefined
@@ -208,18 +251,7 @@ export const checkUrl = (url: string, options: CheckUrlOptions): Effect.Effect<P
             catch: (error) => new ResolveFailed({ hostname, message: error instanceof Error ? error.message : String(error) })
           })
     // Any one of them could be the address the connection ends up using.
-    for (const { address } of resolved) {
-      const parsed = parseAddress(address)
-      const verdict = parsed === undefined ? "invalid" : classify(parsed)
-      if (verdict !== "public" && !(parsed !== undefined && isAllowed(allow, parsed))) {
-        return yield* new UrlRejected({
-          reason: "blocked_address",
-          message: literal !== undefined ? `${address} is ${verdict}` : `${hostname} resolves to ${address}, which is ${verdict}`,
-          address,
-          blockReason: verdict
-        })
-      }
-    }
+    if (literal === undefined) yield* checkAddresses(resolved, allow, hostname)
     const first = resolved[0]
     if (first === undefined) return yield* new ResolveFailed({ hostname, message: "no addresses" })
     return { url: target, hostname, address: first.address, family: first.family === 4 ? 4 : 6 } as const

@@ -9,7 +9,8 @@ interface Benchmark {
 const benchmarks: Readonly<Record<string, () => Promise<Benchmark>>> = {
   jobs: () => import("./jobs.ts"),
   auth: () => import("./auth.ts"),
-  flags: () => import("./flags.ts")
+  flags: () => import("./flags.ts"),
+  webhooks: () => import("./webhooks.ts")
 }
 
 const main = async () => {

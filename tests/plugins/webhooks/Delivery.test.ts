@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import type { LookupAddress } from "node:dns"
+import http from "node:http"
 import { Deferred, Effect } from "effect"
 import { Webhook } from "standardwebhooks"
 import { type DeliverOptions, deliver } from "../../../plugins/webhooks/Delivery.ts"
@@ -167,6 +168,34 @@ describe("deliver", () => {
       expect(rebound).toMatchObject({ kind: "blocked" })
       expect(calls).toHaveLength(2)
       expect(target.requests).toHaveLength(1)
+    })
+  )
+
+  it.scopedLive("keeps connections per checked address, and lets a slow answer outlast the idle timeout", () =>
+    Effect.gen(function* () {
+      const ports: Array<number> = []
+      let delayMs = 0
+      const target = yield* receiver((_, response) => {
+        ports.push(response.socket!.remotePort!)
+        setTimeout(() => response.end("ok"), delayMs)
+      })
+      const url = `http://hooks.example.test:${target.port}/`
+      const to = (address: string) => async () => [{ address, family: 4 }]
+      const first = yield* deliver({ ...local, url, resolve: to("127.0.0.1") })
+      const second = yield* deliver({ ...local, url, resolve: to("127.0.0.1") })
+      expect([first.status, second.status]).toEqual([200, 200])
+      expect(new Set(ports).size).toBe(1)
+      // Another checked address (the same name and port) never borrows that connection.
+      const other = http.createServer((_, response) => response.end("other"))
+      yield* Effect.acquireRelease(
+        Effect.async<void>((resume) => void other.listen(target.port, "127.0.0.2", () => resume(Effect.void))),
+        () => Effect.async<void>((resume) => void other.close(() => resume(Effect.void)).closeAllConnections())
+      )
+      const elsewhere = yield* deliver({ ...local, url, allow: ["127.0.0.0/8"], resolve: to("127.0.0.2") })
+      expect(elsewhere.responseBody).toBe("other")
+      expect(new Set(ports).size).toBe(1)
+      delayMs = 2_500
+      expect(yield* deliver({ ...local, url, resolve: to("127.0.0.1") })).toMatchObject({ status: 200, responseBody: "ok" })
     })
   )
 })

@@ -1,0 +1,137 @@
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import type { LookupAddress } from "node:dns"
+import { withRedis } from "../../support/app.ts"
+import { closedPort, receiver } from "./receiver.ts"
+import { app, deliverAll, fanOutNow, messageOf, org, runDelivery, takeJobs } from "./support.ts"
+import type { DeliverJob } from "../../../plugins/webhooks/Dispatch.ts"
+
+describe("webhooks delivery guards", () => {
+  it.scopedLive("defers a delivery over the endpoint's rate limit past the window instead of sending it", () =>
+    Effect.gen(function* () {
+      const h = yield* app()
+      const target = yield* receiver()
+      const acme = org(h)
+      yield* acme.create({ url: target.url, rateLimit: 1 })
+      yield* acme.publishOrder("o_1")
+      yield* acme.publishOrder("o_2")
+      const [first, second] = yield* fanOutNow(h)
+      yield* runDelivery(h.context, acme.id, first!.data as DeliverJob)
+      const before = Date.now()
+      yield* runDelivery(h.context, acme.id, second!.data as DeliverJob)
+      expect(target.requests).toHaveLength(1)
+      const [deferred] = yield* takeJobs(h.sql, "webhooks.deliver")
+      expect(deferred!.data).toEqual(second!.data)
+      expect(deferred!.tenant).toBe(acme.id)
+      // After the current 1 s window, spread over the next one (random() = 0.5 here).
+      const wait = deferred!.runAt.getTime() - before
+      expect(wait).toBeGreaterThanOrEqual(1000)
+      expect(wait).toBeLessThan(2500)
+      // A deferral is no attempt.
+      expect(yield* messageOf(h, (second!.data as { messageId: string }).messageId)).toMatchObject({ status: "pending", attempts: 0 })
+    })
+  )
+
+  it.scopedLive("shares an endpoint's rate limit between workers through Redis", () =>
+    Effect.gen(function* () {
+      const first = yield* app({ config: withRedis() })
+      const second = yield* app({ config: withRedis(), db: first.db })
+      const target = yield* receiver()
+      const acme = org(first)
+      yield* acme.create({ url: target.url, rateLimit: 1 })
+      yield* acme.publishOrder("o_1")
+      yield* acme.publishOrder("o_2")
+      const [one, two] = yield* fanOutNow(first)
+      yield* runDelivery(first.context, acme.id, one!.data as DeliverJob)
+      // The other process counts against the same window, so it defers instead of sending.
+      yield* runDelivery(second.context, acme.id, two!.data as DeliverJob)
+      expect(target.requests).toHaveLength(1)
+      expect((yield* takeJobs(first.sql, "webhooks.deliver")).map((j) => j.data)).toEqual([two!.data])
+    })
+  )
+
+  it.scopedLive("refuses blocked addresses when saved and, after DNS, when sent (pinned to the checked address)", () =>
+    Effect.gen(function* () {
+      const target = yield* receiver()
+      const answers: Record<string, ReadonlyArray<LookupAddress>> = {
+        "internal.example.test": [{ address: "10.1.2.3", family: 4 }],
+        "metadata.example.test": [{ address: "169.254.169.254", family: 4 }],
+        "hooks.example.test": [{ address: "127.0.0.1", family: 4 }]
+      }
+      const h = yield* app({ hooks: { random: () => 0.5, resolve: async (name) => answers[name] ?? [] } })
+      const acme = org(h)
+      for (const [url, reason] of [
+        ["http://10.0.0.1/hook", "private"],
+        ["http://169.254.169.254/latest/meta-data", "metadata"],
+        ["http://[::1]:8080/", "loopback"],
+        ["http://127.0.0.2/", "loopback"],
+        ["ftp://example.com/", "scheme"],
+        ["http://user:pw@example.com/", "credentials"]
+      ] as const) {
+        const error = yield* Effect.flip(acme.create({ url }))
+        expect(error).toMatchObject({ _tag: "BadRequest", field: "url" })
+        expect(error.message).toContain(reason)
+      }
+      const internal = yield* acme.create({ url: `http://internal.example.test:${target.port}/` })
+      const metadata = yield* acme.create({ url: `http://metadata.example.test:${target.port}/` })
+      const pinned = yield* acme.create({ url: `http://hooks.example.test:${target.port}/pinned` })
+      const update = yield* Effect.flip(
+        acme.service((s) => s.update(pinned.id, { url: "http://192.168.1.1/" }))
+      )
+      expect(update).toMatchObject({ _tag: "BadRequest", field: "url" })
+
+      yield* acme.publishOrder("o_1")
+      yield* deliverAll(h)
+      expect(target.requests.map((r) => [r.url, r.headers.host])).toEqual([["/pinned", `hooks.example.test:${target.port}`]])
+      const errors = yield* h.sql<{ endpoint_id: string; error: string; status_code: number | null }>`
+        select m.endpoint_id, a.error, a.status_code from webhooks.attempts a join webhooks.messages m on m.id = a.message_id
+         where not a.succeeded order by m.endpoint_id`
+      expect(errors).toEqual(
+        [
+          { endpoint_id: internal.id, error: "blocked: internal.example.test resolves to 10.1.2.3, which is private", status_code: null },
+          { endpoint_id: metadata.id, error: "blocked: metadata.example.test resolves to 169.254.169.254, which is metadata", status_code: null }
+        ].sort((a, b) => a.endpoint_id.localeCompare(b.endpoint_id))
+      )
+    })
+  )
+
+  it.scopedLive("requires https unless the options allow plain http", () =>
+    Effect.gen(function* () {
+      const h = yield* app({ webhooks: { requireHttps: true } })
+      const acme = org(h)
+      const error = yield* Effect.flip(acme.create({ url: "http://example.com/hook" }))
+      expect(error).toMatchObject({ _tag: "BadRequest", field: "url" })
+      expect(error.message).toContain("https")
+      expect((yield* acme.create({ url: "https://example.com/hook" })).url).toBe("https://example.com/hook")
+    })
+  )
+
+  it.scopedLive("fails attempts on a timeout, a refused connection and a redirect (not followed)", () =>
+    Effect.gen(function* () {
+      const h = yield* app({ webhooks: { timeout: "300 millis" } })
+      const elsewhere = yield* receiver()
+      const stalling = yield* receiver((_, response) => {
+        const timer = setTimeout(() => response.end("late"), 3_000)
+        response.on("close", () => clearTimeout(timer))
+      })
+      const redirecting = yield* receiver((_, response) => response.writeHead(302, { location: elsewhere.url }).end())
+      const port = yield* closedPort
+      const acme = org(h)
+      const slow = yield* acme.create({ url: stalling.url })
+      const refused = yield* acme.create({ url: `http://127.0.0.1:${port}/` })
+      const redirect = yield* acme.create({ url: redirecting.url })
+      yield* acme.publishOrder("o_1")
+      yield* deliverAll(h)
+
+      const attempts = yield* h.sql<{ endpoint_id: string; error: string; status_code: number | null; succeeded: boolean }>`
+        select m.endpoint_id, a.error, a.status_code, a.succeeded from webhooks.attempts a join webhooks.messages m on m.id = a.message_id`
+      const byEndpoint = new Map(attempts.map((a) => [a.endpoint_id, a]))
+      expect(byEndpoint.get(slow.id)!.error).toMatch(/^timeout: /)
+      expect(byEndpoint.get(refused.id)!.error).toMatch(/^connection: .*ECONNREFUSED/)
+      expect(byEndpoint.get(redirect.id)).toMatchObject({ status_code: 302, error: "HTTP 302", succeeded: false })
+      expect(elsewhere.requests).toHaveLength(0)
+      expect(yield* takeJobs(h.sql, "webhooks.deliver")).toHaveLength(3)
+    })
+  )
+
+})

@@ -16,6 +16,9 @@ export default defineConfig({
       bootstrapOrgName: "Default"
     },
     webhooks: { requireHttps: true, allow: [] },
+    inventory: { expirySchedule: "* * * * *" },
+    // A channel: { name: "amazon", orgId: "<org uuid>", url: "https://...", schedule: "* * * * *" }
+    orders: { channels: [] },
     flags: {
       defaultEnvironment: "production",
       environments: ["development", "production"],

@@ -2,7 +2,9 @@ import { Effect, type Schema } from "effect"
 import type { Plugin } from "../core/Plugin.ts"
 import { flags } from "../plugins/flags/index.ts"
 import { identity } from "../plugins/identity/index.ts"
+import { inventory } from "../plugins/inventory/index.ts"
 import { ops } from "../plugins/ops/index.ts"
+import { orders } from "../plugins/orders/index.ts"
 import { webhooks } from "../plugins/webhooks/index.ts"
 import { decodePluginOptions } from "./Config.ts"
 
@@ -18,7 +20,7 @@ interface PluginModule<O> {
  * chooses which of them are enabled and with what options.
  */
 // `any` for the options type: each module's options are checked against its own Schema.
-export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity, webhooks, flags]
+export const catalog: ReadonlyArray<PluginModule<any>> = [ops, identity, webhooks, flags, inventory, orders]
 
 /** Makes the plugins enabled in the config, in the config's order. */
 export const enablePlugins = (enabled: Readonly<Record<string, unknown>>) =>

@@ -9,6 +9,7 @@ interface Benchmark {
 const benchmarks: Readonly<Record<string, () => Promise<Benchmark>>> = {
   jobs: () => import("./jobs.ts"),
   auth: () => import("./auth.ts"),
+  orders: () => import("./orders.ts"),
   flags: () => import("./flags.ts"),
   webhooks: () => import("./webhooks.ts")
 }

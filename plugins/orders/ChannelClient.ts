@@ -6,11 +6,10 @@ import type { ChannelConfig } from "./Domain.ts"
  * since the cursor, oldest first, and the cursor to ask with next (null: keep the one sent).
  * Orders are decoded one by one later, so one malformed order cannot hide the others.
  */
-export const ChannelPage = Schema.Struct({
+const ChannelPage = Schema.Struct({
   orders: Schema.Array(Schema.Unknown),
   nextCursor: Schema.NullOr(Schema.String.pipe(Schema.maxLength(1000)))
 })
-export type ChannelPage = typeof ChannelPage.Type
 
 /** A failed page request; transient ones (network, timeout, 429, 5xx) are retried. */
 export class ChannelFailure extends Data.TaggedError("ChannelFailure")<{
@@ -18,7 +17,7 @@ export class ChannelFailure extends Data.TaggedError("ChannelFailure")<{
   readonly transient: boolean
 }> {}
 
-export const fetchAttemptFailures = Metric.counter("orders_channel_fetch_failures_total", {
+const fetchAttemptFailures = Metric.counter("orders_channel_fetch_failures_total", {
   description: "Failed page requests to a sales channel (every attempt, retries included) by channel",
   incremental: true
 })

@@ -7,27 +7,27 @@ import { fetchPage } from "./ChannelClient.ts"
 import { OrderInput, type ChannelConfig } from "./Domain.ts"
 import { OrdersService } from "./Orders.ts"
 
-export type BreakerState = "closed" | "open" | "half_open"
+type BreakerState = "closed" | "open" | "half_open"
 
 const BREAKER_GAUGE_VALUES: Record<BreakerState, number> = { closed: 0, half_open: 1, open: 2 }
 
-export const breakerGauge = Metric.gauge("orders_channel_breaker_state", {
+const breakerGauge = Metric.gauge("orders_channel_breaker_state", {
   description: "Circuit breaker of a sales channel's import: 0 closed, 1 half-open, 2 open"
 })
-export const breakerTransitions = Metric.counter("orders_channel_breaker_transitions_total", {
+const breakerTransitions = Metric.counter("orders_channel_breaker_transitions_total", {
   description: "Circuit breaker state changes of a sales channel's import by channel and new state",
   incremental: true
 })
-export const importedOrders = Metric.counter("orders_channel_orders_total", {
+const importedOrders = Metric.counter("orders_channel_orders_total", {
   description: "Orders received from a sales channel by channel and outcome (created, duplicate, rejected)",
   incremental: true
 })
-export const skippedRuns = Metric.counter("orders_channel_runs_skipped_total", {
+const skippedRuns = Metric.counter("orders_channel_runs_skipped_total", {
   description: "Channel import runs skipped because the channel's circuit breaker is open",
   incremental: true
 })
 
-export type ImportOutcome = "created" | "duplicate" | "rejected"
+type ImportOutcome = "created" | "duplicate" | "rejected"
 
 export interface SyncResult {
   readonly ran: boolean

@@ -58,8 +58,8 @@ export type OrdersOptions = typeof OrdersOptions.Type
  * carrying their format for the OpenAPI document. (A UUID or DateTimeUtc Schema checks every
  * value again on the way out: half the cost of encoding a page of 50 orders.)
  */
-export const IdOut = Schema.String.annotations({ jsonSchema: { type: "string", format: "uuid" } })
-export const TimestampOut = Schema.String.annotations({ jsonSchema: { type: "string", format: "date-time" } })
+const IdOut = Schema.String.annotations({ jsonSchema: { type: "string", format: "uuid" } })
+const TimestampOut = Schema.String.annotations({ jsonSchema: { type: "string", format: "date-time" } })
 
 export const OrderStatus = Schema.Literal("PLACED", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED")
 export type OrderStatus = typeof OrderStatus.Type
@@ -104,7 +104,7 @@ export const OrderLine = Schema.Struct({
   price: MinorUnits
 })
 
-export const MAX_LINES = 100
+const MAX_LINES = 100
 
 /**
  * An order as a client or channel sends it. Limits keep every total below 2^53 (100 lines of

@@ -13,7 +13,7 @@ export interface Cursor {
 }
 
 /** What a sort key of each SQL type looks like, so a tampered cursor is a 400 and not an SQL error. */
-export const KEY_PATTERNS: Readonly<Record<string, RegExp>> = {
+const KEY_PATTERNS: Readonly<Record<string, RegExp>> = {
   text: /^[\s\S]*$/,
   int: /^-?\d{1,10}$/,
   bigint: /^-?\d{1,19}$/,

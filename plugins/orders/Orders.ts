@@ -18,7 +18,7 @@ import { OrderCancelled, OrderCreated, OrderStatusChanged } from "./Events.ts"
 import { OrdersRepo, type ActorRef } from "./Repo.ts"
 
 /** The total of the items in minor units; a client total that disagrees is a 400. */
-export const computeTotal = (input: OrderInput) => {
+const computeTotal = (input: OrderInput) => {
   const total = input.items.reduce((sum, item) => sum + item.qty * item.price, 0)
   if (input.total !== undefined && input.total !== total) {
     return Effect.fail(

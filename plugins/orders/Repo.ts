@@ -72,7 +72,7 @@ export const SUMMARY_COLUMNS = `o.id, o.channel, o.external_id, o.status, o.cust
   o.currency, o.total::text as total, o.item_count, ${isoUtc("o.created_at")} as created_at, ${isoUtc("o.updated_at")} as updated_at`
 
 /** What free-text search matches: the words of the customer's name and email, the external id and the skus. */
-export const orderSearchWords = (input: OrderInput) =>
+const orderSearchWords = (input: OrderInput) =>
   searchWords(input.customer.name, input.customer.email ?? "", input.externalId, ...input.items.map((i) => i.sku))
 
 /**

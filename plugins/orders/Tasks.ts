@@ -6,7 +6,7 @@ import type { ChannelConfig, OrdersOptions } from "./Domain.ts"
 import { OrdersService } from "./Orders.ts"
 
 /** The import task of one channel; its own queue keeps two runs of a channel from overlapping. */
-export const makeSyncTask = (channel: ChannelConfig) =>
+const makeSyncTask = (channel: ChannelConfig) =>
   defineTask({
     id: `orders.sync.${channel.name}`,
     payload: Schema.Struct({}),

@@ -1,8 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import { Effect } from "effect"
 
-export const SEED_CHANNELS = ["website", "amazon", "blinkit"] as const
-export const SEED_STATUSES = ["PLACED", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"] as const
+const SEED_CHANNELS = ["website", "amazon", "blinkit"] as const
+const SEED_STATUSES = ["PLACED", "CONFIRMED", "SHIPPED", "DELIVERED", "CANCELLED"] as const
 export const SEED_SKUS = 50
 
 /**

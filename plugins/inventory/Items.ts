@@ -2,7 +2,7 @@ import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import { recordAudit } from "../../core/Audit.ts"
 import { NotFound } from "../../core/Errors.ts"
-import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "./ListQuery.ts"
+import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "../../core/ListQuery.ts"
 import {
   ItemReserved,
   LocationTaken,

@@ -1,6 +1,6 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
-import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "./ListQuery.ts"
+import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "../../core/ListQuery.ts"
 import type { ListOrdersParams, Order, OrderInput, OrderSort, OrderStatus, OrderSummary } from "./Domain.ts"
 
 export interface ActorRef {

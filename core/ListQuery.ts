@@ -1,5 +1,5 @@
 import { Either, Schema } from "effect"
-import { BadRequest } from "../../core/Errors.ts"
+import { BadRequest } from "./Errors.ts"
 
 /**
  * Keyset cursors: the sort they belong to, the last row's sort key (as PostgreSQL prints it,

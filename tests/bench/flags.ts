@@ -6,7 +6,6 @@ import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
 import { performance } from "node:perf_hooks"
 import { Worker } from "node:worker_threads"
-import pg from "pg"
 import { CredentialVerifier, type Actor } from "../../core/Auth.ts"
 import { FeatureGate } from "../../core/FeatureGate.ts"
 import { definePlugin } from "../../core/Plugin.ts"
@@ -20,6 +19,7 @@ import { ops } from "../../plugins/ops/index.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
 import { layerHttp } from "../../runtime/Http.ts"
+import { adminUrl, withAdmin as admin } from "./support.ts"
 
 /**
  * Flag evaluation throughput, on a fresh database with production's defaults (memory cache,
@@ -44,18 +44,6 @@ const RUN_TIMEOUT_MS = 120_000
 const FLAG_KEY = "bench.checkout-rollout"
 const API_KEY = `bench-${randomUUID()}`
 const ORG_ID = randomUUID()
-
-const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
-
-const admin = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end()
-  }
-}
 
 let database: string | undefined
 

@@ -15,6 +15,7 @@ import { layerTracing } from "../../core/Tracing.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
+import { adminUrl, withAdmin as admin } from "./support.ts"
 
 /**
  * 20,000 no-op jobs through raw graphile-worker and through Trellis tasks, with the same
@@ -38,8 +39,6 @@ const DRAIN_TIMEOUT_MS = 10_000
 const RUN_TIMEOUT_MS = 12 * 60_000
 const TASK_ID = "bench.noop"
 
-const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
-
 /** Fails with a message naming `label` when `promise` takes longer than `ms`. */
 const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> => {
   let timer: NodeJS.Timeout | undefined
@@ -47,16 +46,6 @@ const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> =
     timer = setTimeout(() => reject(new Error(`${label}: no result within ${ms / 1000} s`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-const admin = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end()
-  }
 }
 
 /** Databases made by this run, so an interrupted run still drops them. */

@@ -20,6 +20,7 @@ import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
 import { layerHttp } from "../../runtime/Http.ts"
 import { seedOrders } from "../plugins/orders/seed.ts"
+import { adminUrl, withAdmin as admin } from "./support.ts"
 
 /**
  * Orders: on one fresh database, with production's defaults (tracer off, memory cache and rate
@@ -51,18 +52,7 @@ const ROUNDS = 2
 
 const OPERATOR_KEY = `bench-operator-${randomBytes(12).toString("hex")}`
 
-const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 const execFileAsync = promisify(execFile)
-
-const admin = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end()
-  }
-}
 
 let database: string | undefined
 

@@ -7,11 +7,12 @@ import pg from "pg"
 const run$ = promisify(execFile)
 
 /** The server benchmarks run against: BENCH_DATABASE_URL, DATABASE_URL, else the local one. */
-export const adminUrl = () =>
+export const adminUrl =
   process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
 
-const withAdmin = async <A>(f: (client: pg.Client) => Promise<A>) => {
-  const client = new pg.Client({ connectionString: adminUrl() })
+/** Runs `f` on a short-lived connection to the admin database (create and drop databases). */
+export const withAdmin = async <A>(f: (client: pg.Client) => Promise<A>) => {
+  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
   await client.connect()
   try {
     return await f(client)
@@ -24,7 +25,7 @@ const withAdmin = async <A>(f: (client: pg.Client) => Promise<A>) => {
 export const benchDatabase = async () => {
   const name = `trellis_bench_${randomBytes(6).toString("hex")}`
   await withAdmin((c) => c.query(`create database ${name}`))
-  const url = new URL(adminUrl())
+  const url = new URL(adminUrl)
   url.pathname = `/${name}`
   return {
     name,

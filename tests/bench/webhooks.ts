@@ -20,6 +20,7 @@ import { WebhooksService } from "../../plugins/webhooks/Service.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
 import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
+import { adminUrl, withAdmin as admin } from "./support.ts"
 
 /**
  * Signed webhook deliveries per second through Trellis (fan-out job, delivery job, HTTP POST
@@ -39,24 +40,12 @@ const STOP_TIMEOUT_MS = 30_000
 /** Deliveries whose signatures are checked after the run (checking all would load the receiver). */
 const VERIFIED_SAMPLE = 200
 
-const adminUrl = process.env.BENCH_DATABASE_URL ?? process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres"
-
 const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> => {
   let timer: NodeJS.Timeout | undefined
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`${label}: no result within ${ms / 1000} s`)), ms)
   })
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-const admin = async <A>(f: (client: pg.Client) => Promise<A>): Promise<A> => {
-  const client = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5_000 })
-  await client.connect()
-  try {
-    return await f(client)
-  } finally {
-    await client.end()
-  }
 }
 
 /** Databases made by this run, so an interrupted run still drops them. */

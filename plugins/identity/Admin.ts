@@ -3,13 +3,15 @@ import { DateTime, Effect, Option, Redacted } from "effect"
 import { recordAudit } from "../../core/Audit.ts"
 import { CurrentActor, hasPermission, requirePermission, type Role } from "../../core/Auth.ts"
 import { BadRequest, Conflict, Forbidden, NotFound } from "../../core/Errors.ts"
+import { Cache } from "../../core/Cache.ts"
 import { PluginRegistry } from "../../core/Registry.ts"
-import { inTenant, withTenant } from "../../core/Tenancy.ts"
+import { currentOrgId, inTenant, withTenant } from "../../core/Tenancy.ts"
 import { AdminRepo } from "./AdminRepo.ts"
 import type { AuditParams } from "./Domain.ts"
 import { hashPassword } from "./Passwords.ts"
 import { PlatformRepo } from "./Repo.ts"
 import { formatApiKey, hashSecret, newOpaqueSecret } from "./Tokens.ts"
+import { apiKeyCacheKey, membershipCacheKey } from "./Verifier.ts"
 
 /** Granting, changing or removing the owner role takes an owner. */
 const OWNER = "identity:owner"
@@ -36,6 +38,13 @@ export class Admin extends Effect.Service<Admin>()("identity/Admin", {
     const platform = yield* PlatformRepo
     const registry = yield* PluginRegistry
     const registered = registry.permissions.map((p) => p.item.name)
+    const cache = yield* Cache
+
+    /** After a membership change in the caller's org committed: the verifier's cached role is stale. */
+    const forgetMembership = (userId: string) =>
+      Effect.flatMap(currentOrgId, (orgId) =>
+        Option.isSome(orgId) ? cache.invalidateTags([membershipCacheKey(orgId.value, userId)]) : Effect.void
+      )
 
     const me = Effect.gen(function* () {
       const actor = yield* CurrentActor
@@ -91,7 +100,7 @@ export class Admin extends Effect.Service<Admin>()("identity/Admin", {
               })
             )
           })
-        )
+        ).pipe(Effect.tap((member) => forgetMembership(member.userId)))
       })
 
     /**
@@ -162,7 +171,7 @@ export class Admin extends Effect.Service<Admin>()("identity/Admin", {
           })
           return { ...member, role }
         })
-      )
+      ).pipe(Effect.tap(() => forgetMembership(userId)))
 
     const removeMember = (userId: string) =>
       inOrg(
@@ -173,7 +182,7 @@ export class Admin extends Effect.Service<Admin>()("identity/Admin", {
           yield* repo.removeMember(userId)
           yield* recordAudit({ action: "identity.member_removed", targetType: "user", targetId: userId, details: { role: member.role } })
         })
-      )
+      ).pipe(Effect.tap(() => forgetMembership(userId)))
 
     /**
      * A key gets only registered permissions the creator holds itself, so an admin cannot mint
@@ -230,7 +239,7 @@ export class Admin extends Effect.Service<Admin>()("identity/Admin", {
           }
           yield* recordAudit({ action: "identity.api_key_revoked", targetType: "api_key", targetId: id, details: { name: revoked.value } })
         })
-      )
+      ).pipe(Effect.tap(() => cache.invalidateTags([apiKeyCacheKey(id)])))
 
     const audit = (params: AuditParams) => inOrg(repo.audit(params))
 

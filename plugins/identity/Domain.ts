@@ -22,6 +22,12 @@ export const IdentityOptions = Schema.Struct({
    * is generated once into the data directory. Prefer the environment for real secrets.
    */
   jwtSecret: Schema.optional(Schema.Redacted(Schema.String.pipe(Schema.minLength(32)))),
+  /**
+   * How long a checked API key or membership is reused without asking the database. Revoking
+   * a key and changing or removing a membership invalidate the entry at once (on every
+   * instance when the cache is Redis); 0 checks the database on every request.
+   */
+  credentialCacheSeconds: Schema.optionalWith(Schema.Int.pipe(Schema.between(0, 300)), { default: () => 30 }),
   /** When `identity.prune` deletes expired refresh tokens and stale lockout counters (cron, UTC). */
   pruneSchedule: Schema.optionalWith(Schema.String, { default: () => "23 4 * * *" })
 })

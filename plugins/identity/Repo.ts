@@ -164,8 +164,8 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
         returning id`.pipe(Effect.map((rows) => rows.length === 1))
 
     const apiKeyForVerification = (id: string) =>
-      sql<{ org_id: string; permissions: Array<string>; secret_hash: Buffer; last_used_at: Date | null }>`
-        select org_id, permissions, secret_hash, last_used_at from identity.api_keys
+      sql<{ org_id: string; permissions: Array<string>; secret_hash: Buffer; expires_at: Date | null; last_used_at: Date | null }>`
+        select org_id, permissions, secret_hash, expires_at, last_used_at from identity.api_keys
          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
         Effect.withSpan("PlatformRepo.apiKeyForVerification")

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { call, createUser, defaultOrgId, OWNER_EMAIL, OWNER_PASSWORD, startApp, tokensOf } from "./helpers.ts"
+import { withRedis } from "../../support/app.ts"
+import { testDatabase } from "../../support/database.ts"
+import { call, createUser, defaultOrgId, identityPlugin, OWNER_EMAIL, OWNER_PASSWORD, startApp, tokensOf } from "./helpers.ts"
 
 describe("identity API keys", () => {
   it.scopedLive("a key is shown once, acts with exactly its permissions, and is 401 right after revocation", () =>
@@ -47,7 +49,8 @@ describe("identity API keys", () => {
 
   it.scopedLive("last_used_at is written on use, at most once a minute", () =>
     Effect.gen(function* () {
-      const { base, sql } = yield* startApp()
+      // Uncached, so the database's last_used_at is what decides: the test ages it instead of waiting a minute.
+      const { base, sql } = yield* startApp({ identity: identityPlugin({ credentialCacheSeconds: 0 }) })
       const owner = yield* tokensOf(base, OWNER_EMAIL, OWNER_PASSWORD)
       const { json } = yield* call(base, "POST", "/api/v1/identity/api-keys", {
         token: owner.accessToken,
@@ -96,15 +99,33 @@ describe("identity API keys", () => {
       const past = yield* create(admin.accessToken, { name: "x", permissions: ["ops:read"], expiresAt: "2020-01-01T00:00:00Z" })
       expect(past.json).toMatchObject({ field: "expiresAt" })
 
-      const expiring = yield* create(admin.accessToken, {
-        name: "soon",
-        permissions: ["ops:read"],
-        expiresAt: new Date(Date.now() + 60_000).toISOString()
-      })
+      // Used (and so cached) before it expires: the expiry still applies to the cached key.
+      const expiresAt = Date.now() + 1_500
+      const expiring = yield* create(admin.accessToken, { name: "soon", permissions: ["ops:read"], expiresAt: new Date(expiresAt).toISOString() })
       expect(expiring.status).toBe(201)
       expect((yield* call(base, "GET", "/api/v1/ops/queues", { apiKey: expiring.json.key })).status).toBe(200)
-      yield* sql`update identity.api_keys set expires_at = now() - interval '1 second' where id = ${expiring.json.id}`
+      yield* Effect.sleep(Math.max(0, expiresAt - Date.now()) + 50)
       expect((yield* call(base, "GET", "/api/v1/ops/queues", { apiKey: expiring.json.key })).status).toBe(401)
+    })
+  )
+
+  it.scopedLive("with Redis, a key revoked and a member removed through one instance are refused by another on the next request", () =>
+    Effect.gen(function* () {
+      const db = yield* testDatabase()
+      const a = yield* startApp({ db, config: withRedis() })
+      const b = yield* startApp({ db, config: withRedis() })
+      const owner = yield* tokensOf(a.base, OWNER_EMAIL, OWNER_PASSWORD)
+      const orgId = yield* defaultOrgId(a.sql)
+      const userId = yield* createUser(a.sql, "staff@example.com", "staff-password-1", [{ orgId, role: "staff" }])
+      const staff = yield* tokensOf(a.base, "staff@example.com", "staff-password-1")
+      const created = yield* call(a.base, "POST", "/api/v1/identity/api-keys", { token: owner.accessToken, body: { name: "k", permissions: ["ops:read"] } })
+      // Both credentials verified (and cached) by instance B first.
+      expect((yield* call(b.base, "GET", "/api/v1/ops/queues", { apiKey: created.json.key })).status).toBe(200)
+      expect((yield* call(b.base, "GET", "/api/v1/identity/me", { token: staff.accessToken })).status).toBe(200)
+      expect((yield* call(a.base, "DELETE", `/api/v1/identity/api-keys/${created.json.id}`, { token: owner.accessToken })).status).toBe(204)
+      expect((yield* call(a.base, "DELETE", `/api/v1/identity/members/${userId}`, { token: owner.accessToken })).status).toBe(204)
+      expect((yield* call(b.base, "GET", "/api/v1/ops/queues", { apiKey: created.json.key })).status).toBe(401)
+      expect((yield* call(b.base, "GET", "/api/v1/identity/me", { token: staff.accessToken })).status).toBe(401)
     })
   )
 })

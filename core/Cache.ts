@@ -1,6 +1,6 @@
-import { Clock, Context, Data, Deferred, Duration, Effect, Either, Layer, Metric, Option, Runtime } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Layer, Option, Runtime } from "effect"
 import { Redis } from "ioredis"
-import { cacheHitsTotal, cacheMissesTotal } from "./Metrics.ts"
+import { cacheHitsTotal, cacheMissesTotal, labelled } from "./Metrics.ts"
 
 /**
  * A read-through cache: `get(key, load, options)` answers from the cache or runs `load`
@@ -125,8 +125,10 @@ interface Flight {
 const makeService = (backend: Backend): CacheService => {
   /** The running load of each key, so concurrent misses of a key share it. */
   const flights = new Map<string, Flight>()
-  const hit = Metric.increment(Metric.tagged(cacheHitsTotal, "backend", backend.name))
-  const miss = Metric.increment(Metric.tagged(cacheMissesTotal, "backend", backend.name))
+  const countHit = labelled(cacheHitsTotal, { backend: backend.name })
+  const countMiss = labelled(cacheMissesTotal, { backend: backend.name })
+  const hit = Effect.sync(() => countHit(1))
+  const miss = Effect.sync(() => countMiss(1))
 
   const save = (key: string, value: unknown, plan: Plan) =>
     Effect.gen(function* () {

@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Context, DateTime, Duration, Effect, Metric, Option, ParseResult, Schema, Tracer } from "effect"
-import { jobsEnqueuedTotal } from "./Metrics.ts"
+import { Context, DateTime, Duration, Effect, Option, ParseResult, Schema, Tracer } from "effect"
+import { jobsEnqueuedTotal, labelled } from "./Metrics.ts"
 import { CurrentTenant } from "./Tenancy.ts"
 
 /** What a running job knows about itself. */
@@ -91,6 +91,18 @@ export const makeEnvelope = (data: unknown) =>
 
 const toDate = (value: Date | DateTime.DateTime) => (value instanceof Date ? value : DateTime.toDateUtc(value))
 
+const enqueuedByTask = new Map<string, (n: number) => void>()
+
+/** Counts jobs of `taskId` added to the queue (`jobs_enqueued_total`). */
+export const countEnqueued = (taskId: string, added: number) => {
+  let count = enqueuedByTask.get(taskId)
+  if (count === undefined) {
+    count = labelled(jobsEnqueuedTotal, { task: taskId })
+    enqueuedByTask.set(taskId, count)
+  }
+  count(added)
+}
+
 export interface JobRef {
   readonly id: string
   readonly taskId: string
@@ -127,7 +139,7 @@ export const enqueueEncoded = (
         priority => ${options.priority ?? null}::smallint,
         job_key_mode => ${options.jobKeyMode ?? null}
       )).id::text as id`
-    yield* Metric.increment(Metric.tagged(jobsEnqueuedTotal, "task", task.id))
+    countEnqueued(task.id, 1)
     // add_job returns null only under heavy contention on one job_key; the job exists then.
     return { id: rows[0]?.id ?? "", taskId: task.id }
   }).pipe(Effect.withSpan("jobs.enqueue", { attributes: { "job.task": task.id } }))

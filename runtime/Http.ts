@@ -1,12 +1,12 @@
 import { Etag, HttpApi, HttpServerError, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
 import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Layer, Metric, MetricLabel, Option } from "effect"
+import { Cause, Effect, Layer, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
 import { BlockList, isIP } from "node:net"
 import { queueStats } from "../core/JobStats.ts"
-import { httpRequestDuration, httpRequestsTotal, renderPrometheus } from "../core/Metrics.ts"
+import { httpRequestDuration, httpRequestsTotal, labelled, renderPrometheus } from "../core/Metrics.ts"
 import type { Plugin } from "../core/Plugin.ts"
 import { CurrentRequestId } from "../core/Audit.ts"
 import { ClientAddress } from "../core/RateLimit.ts"
@@ -162,20 +162,13 @@ const withRequestHandling = <E, R>(
   const { maxBodySize } = options
   const cors = makeCors(options.corsOrigins)
   const clientAddressOf = makeClientAddress(options.trustedProxies)
-  const metricsByKey = new Map<string, { count: Metric.Metric.Counter<number>; duration: typeof httpRequestDuration }>()
+  const metricsByKey = new Map<string, { count: (n: number) => void; duration: (seconds: number) => void }>()
   const metricsFor = (method: string, route: string, status: number) => {
     const key = `${method} ${route} ${status}`
     let metrics = metricsByKey.get(key)
     if (!metrics) {
-      const labels = [
-        MetricLabel.make("method", method),
-        MetricLabel.make("route", route),
-        MetricLabel.make("status", String(status))
-      ]
-      metrics = {
-        count: Metric.taggedWithLabels(httpRequestsTotal, labels),
-        duration: Metric.taggedWithLabels(httpRequestDuration, labels)
-      }
+      const labels = { method, route, status: String(status) }
+      metrics = { count: labelled(httpRequestsTotal, labels), duration: labelled(httpRequestDuration, labels) }
       metricsByKey.set(key, metrics)
     }
     return metrics
@@ -239,8 +232,8 @@ const withRequestHandling = <E, R>(
     )
     const seconds = (performance.now() - start) / 1000
     const metrics = metricsFor(request.method, route ?? "unmatched", response.status)
-    yield* Metric.increment(metrics.count)
-    yield* Metric.update(metrics.duration, seconds)
+    metrics.count(1)
+    metrics.duration(seconds)
     yield* Effect.logInfo("http request").pipe(
       Effect.annotateLogs({
         requestId,

@@ -1,4 +1,5 @@
-import { SqlClient } from "@effect/sql"
+import { SqlClient, type Statement } from "@effect/sql"
+import pg from "pg"
 import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Option, Schema, Scope } from "effect"
 import { CurrentActor } from "./Actor.ts"
@@ -93,3 +94,65 @@ export const withTenant = <A, E, R>(
       onSome: (orgId) => inTenant(orgId, effect)
     })
   )
+
+// node-postgres's own preparation of parameter values, exported as `utils` (absent from @types/pg).
+const prepareValue = (pg as unknown as { utils: { prepareValue: (value: unknown) => string | Buffer | null } }).utils.prepareValue
+
+/**
+ * Inlines the bound values of a compiled statement as string literals: what Postgres does
+ * with an untyped parameter it does with an untyped literal (the context types it). Values
+ * are prepared as node-postgres prepares parameters. `undefined` when the text holds anything
+ * a placeholder scan could misread, so the caller binds instead.
+ */
+const inlineParameters = (text: string, params: ReadonlyArray<unknown>): string | undefined => {
+  // Dollar quoting, comments and E'' strings (backslash escapes) are left to real binding.
+  if (/(^|[^A-Za-z0-9_])[eE]'/.test(text)) return undefined
+  if (/\$[A-Za-z_$]|--|\/\*/.test(text.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"/g, "''"))) return undefined
+  let out = ""
+  let i = 0
+  while (i < text.length) {
+    const c = text[i]!
+    if (c === "'" || c === '"') {
+      // A quoted string or identifier, copied whole (a doubled quote stays inside).
+      let j = i + 1
+      while (j < text.length && !(text[j] === c && text[j + 1] !== c)) j += text[j] === c ? 2 : 1
+      out += text.slice(i, j + 1)
+      i = j + 1
+    } else if (c === "$" && /[0-9]/.test(text[i + 1] ?? "")) {
+      let j = i + 1
+      while (/[0-9]/.test(text[j] ?? "")) j++
+      const index = Number(text.slice(i + 1, j)) - 1
+      if (index < 0 || index >= params.length) return undefined
+      const value = prepareValue(params[index])
+      out += value === null ? "NULL" : pg.escapeLiteral(Buffer.isBuffer(value) ? `\\x${value.toString("hex")}` : String(value))
+      i = j
+    } else {
+      out += c
+      i++
+    }
+  }
+  return out
+}
+
+/**
+ * One statement for the current tenant in ONE round trip: the tenant settings and the
+ * statement travel as one simple-protocol message, which Postgres runs as one implicit
+ * transaction, so the settings hold for the statement and end with it (on error too). For
+ * hot single-statement reads; three round trips (begin, statement, commit) become one. Inside
+ * an open transaction, or when the statement cannot be inlined, it runs as `withTenant` would.
+ * The client's row transforms are not applied (Trellis configures none).
+ */
+export const tenantStatement = <A extends object>(
+  statement: Statement.Statement<A>
+): Effect.Effect<ReadonlyArray<A>, SqlError | NoTenant, SqlClient.SqlClient> =>
+  Effect.gen(function* () {
+    const orgId = yield* currentOrgId
+    if (Option.isNone(orgId)) return yield* new NoTenant({ message: "this operation needs an organisation (tenant)" })
+    const sql = yield* SqlClient.SqlClient
+    const open = yield* Effect.serviceOption(SqlClient.TransactionConnection)
+    const [text, params] = statement.compile()
+    const inlined = Option.isNone(open) && UUID.test(orgId.value) ? inlineParameters(text, params) : undefined
+    if (inlined === undefined) return yield* inTenant(orgId.value, statement)
+    const results = (yield* sql.unsafe(`${tenantSettings(orgId.value)}; ${inlined}`).withoutTransform) as unknown as ReadonlyArray<ReadonlyArray<A>>
+    return results[1]!
+  })

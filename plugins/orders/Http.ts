@@ -13,10 +13,10 @@ import { OrdersRepo } from "./Repo.ts"
  * operator key has no org, so it gets a 403 here; database failures are 500s.
  */
 const asTenant =
-  (permission: string) =>
+  (permission: string, transaction = true) =>
   <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     requirePermission(permission).pipe(
-      Effect.zipRight(withTenant(effect)),
+      Effect.zipRight(transaction ? withTenant(effect) : effect),
       Effect.catchTag("NoTenant", () =>
         Effect.fail(new Forbidden({ message: "this route acts for an organisation: use a credential of one, not the operator key" }))
       ),
@@ -24,6 +24,8 @@ const asTenant =
     )
 
 const read = asTenant("orders:read")
+/** For reads that are one `tenantStatement` (the list): no transaction around it. */
+const readStatement = asTenant("orders:read", false)
 const write = asTenant("orders:write")
 
 const actorRef = Effect.map(CurrentActor, (actor) => ({ kind: actor.kind, id: actor.id }))
@@ -42,7 +44,7 @@ const OrdersHandlers = HttpApiBuilder.group(OrdersApi, "orders", (handlers) =>
           )
         )
       )
-      .handle("list", ({ urlParams }) => read(orders.list(urlParams)))
+      .handle("list", ({ urlParams }) => readStatement(orders.list(urlParams)))
       .handle("channels", () => read(repo.channelStates))
       .handle("get", ({ path }) => read(orders.get(path.id)))
       .handle("changeStatus", ({ path, payload }) =>

@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { DateTime, Effect, Option } from "effect"
 import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "../../core/ListQuery.ts"
+import { tenantStatement } from "../../core/Tenancy.ts"
 import type { ListOrdersParams, Order, OrderInput, OrderSort, OrderStatus, OrderSummary } from "./Domain.ts"
 
 export interface ActorRef {
@@ -181,12 +182,13 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
                     (${cursor.key}::${sql.literal(sort.type)}, ${cursor.tieBreaker}::uuid)`
               ])
         ]
-        const rows = yield* sql<SummaryRow & { sort_key: string }>`
+        // One round trip with the tenant settings when no transaction is open (the list route).
+        const rows = yield* tenantStatement(sql<SummaryRow & { sort_key: string }>`
           select ${sql.literal(SUMMARY_COLUMNS)}, (${column})::text as sort_key
             from orders.orders o
            where ${sql.and(conditions)}
            order by ${column} ${direction}, o.id ${direction}
-           limit ${params.limit + 1}`
+           limit ${params.limit + 1}`)
         const page = rows.slice(0, params.limit)
         const last = page[page.length - 1]
         return {

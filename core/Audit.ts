@@ -37,4 +37,4 @@ export const recordAudit = (entry: AuditEntry): Effect.Effect<void, SqlError, Sq
       insert into core.audit_log (org_id, actor_kind, actor_id, action, target_type, target_id, request_id, details)
       values (${orgId}, ${who.kind}, ${who.id}, ${entry.action}, ${entry.targetType ?? null}, ${entry.targetId ?? null},
               ${requestId}, ${JSON.stringify(entry.details ?? {})}::jsonb)`
-  }).pipe(Effect.withSpan("audit.record", { attributes: { "audit.action": entry.action } }))
+  }).pipe(Effect.withSpan("audit.record", { attributes: { "audit.action": entry.action }, captureStackTrace: false }))

@@ -132,5 +132,5 @@ export const publish = <Type extends string, A, I>(
     // Joins the caller's transaction (as a savepoint) or opens one, so the outbox row and its
     // jobs are never written apart.
     (effect) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(effect)),
-    Effect.withSpan("events.publish", { attributes: { "event.type": event.type } })
+    Effect.withSpan("events.publish", { attributes: { "event.type": event.type }, captureStackTrace: false })
   )

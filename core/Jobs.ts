@@ -142,4 +142,4 @@ export const enqueueEncoded = (
     countEnqueued(task.id, 1)
     // add_job returns null only under heavy contention on one job_key; the job exists then.
     return { id: rows[0]?.id ?? "", taskId: task.id }
-  }).pipe(Effect.withSpan("jobs.enqueue", { attributes: { "job.task": task.id } }))
+  }).pipe(Effect.withSpan("jobs.enqueue", { attributes: { "job.task": task.id }, captureStackTrace: false }))

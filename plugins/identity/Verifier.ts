@@ -88,7 +88,7 @@ export const layerVerifier = Layer.effect(
           roles: [],
           permissions: key.permissions
         })
-      }).pipe(Effect.orDie, Effect.withSpan("identity.verifyApiKey"))
+      }).pipe(Effect.orDie, Effect.withSpan("identity.verifyApiKey", { captureStackTrace: false }))
 
     /** The role comes from the membership (cached, invalidated when it changes), so a demotion applies at once. */
     const bearer = (token: string): Effect.Effect<Option.Option<Actor>> =>
@@ -110,7 +110,7 @@ export const layerVerifier = Layer.effect(
               roles: [role],
               permissions: permissionsForRole(role, registered)
             })
-          }).pipe(Effect.orDie, Effect.withSpan("identity.verifyBearer"))
+          }).pipe(Effect.orDie, Effect.withSpan("identity.verifyBearer", { captureStackTrace: false }))
 
     return { apiKey, bearer }
   })

@@ -103,7 +103,7 @@ export class OrdersService extends Effect.Service<OrdersService>()("orders/Order
           history: [{ from: null, to: "PLACED", actor, note, at: createdAt }]
         }
         return order
-      }).pipe(Effect.withSpan("OrdersService.place"))
+      }).pipe(Effect.withSpan("OrdersService.place", { captureStackTrace: false }))
 
     /**
      * Moves an order to `to` under a lock on its row, so two concurrent changes are
@@ -136,7 +136,7 @@ export class OrdersService extends Effect.Service<OrdersService>()("orders/Order
           details: { from, to, ...(note === null ? {} : { note }) }
         }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         return yield* get(id).pipe(Effect.catchTag("NotFound", Effect.die))
-      }).pipe(Effect.withSpan("OrdersService.transition"))
+      }).pipe(Effect.withSpan("OrdersService.transition", { captureStackTrace: false }))
 
     const list = (params: ListOrdersParams) => repo.list(params)
 

@@ -35,16 +35,31 @@ export interface SignInput {
   readonly secrets: ReadonlyArray<string>
 }
 
-/** The `webhook-signature` header value. */
-export const sign = ({ msgId, timestamp, body, secrets }: SignInput): string => {
-  if (!Number.isInteger(timestamp)) throw new Error("the webhook timestamp is whole Unix seconds")
+export type SignatureHeaders = Record<"webhook-id" | "webhook-timestamp" | "webhook-signature", string>
+
+/**
+ * Signs with `secrets`, their keys decoded once: a batch of messages to one endpoint shares
+ * them. Throws at once on a bad secret.
+ */
+export const signer = (secrets: ReadonlyArray<string>) => {
   if (secrets.length === 0) throw new Error("at least one webhook secret is needed to sign")
-  const content = `${msgId}.${timestamp}.${body}`
-  return secrets.map((secret) => `v1,${createHmac("sha256", secretKey(secret)).update(content, "utf8").digest("base64")}`).join(" ")
+  const keys = secrets.map(secretKey)
+  const sign = (msgId: string, timestamp: number, body: string): string => {
+    if (!Number.isInteger(timestamp)) throw new Error("the webhook timestamp is whole Unix seconds")
+    const content = `${msgId}.${timestamp}.${body}`
+    return keys.map((key) => `v1,${createHmac("sha256", key).update(content, "utf8").digest("base64")}`).join(" ")
+  }
+  return {
+    sign,
+    headers: (msgId: string, timestamp: number, body: string): SignatureHeaders => ({
+      "webhook-id": msgId,
+      "webhook-timestamp": String(timestamp),
+      "webhook-signature": sign(msgId, timestamp, body)
+    })
+  } as const
 }
 
-export const headers = (input: SignInput): Record<"webhook-id" | "webhook-timestamp" | "webhook-signature", string> => ({
-  "webhook-id": input.msgId,
-  "webhook-timestamp": String(input.timestamp),
-  "webhook-signature": sign(input)
-})
+/** The `webhook-signature` header value. */
+export const sign = ({ msgId, timestamp, body, secrets }: SignInput): string => signer(secrets).sign(msgId, timestamp, body)
+
+export const headers = (input: SignInput): SignatureHeaders => signer(input.secrets).headers(input.msgId, input.timestamp, input.body)

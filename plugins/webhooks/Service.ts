@@ -1,8 +1,7 @@
 import { DateTime, Effect, Option } from "effect"
 import { recordAudit } from "../../core/Audit.ts"
 import { BadRequest, Conflict, NotFound } from "../../core/Errors.ts"
-import { enqueue } from "../../core/Jobs.ts"
-import { countEnqueued, deliverTask, deliveryJobs } from "./Dispatch.ts"
+import { countEnqueued, deliveryJobs } from "./Dispatch.ts"
 import {
   type CreateEndpoint,
   type Endpoint,
@@ -135,9 +134,8 @@ export class WebhooksService extends Effect.Service<WebhooksService>()("webhooks
       Effect.gen(function* () {
         const message = yield* getMessage(messageId)
         yield* enabledEndpoint(message.endpointId)
-        yield* messages.markForResend(messageId)
-        // The payload is built here, so it always encodes.
-        yield* enqueue(deliverTask, { _tag: "manual", messageId }).pipe(Effect.catchTag("ParseError", Effect.die))
+        yield* messages.markForResend(messageId, yield* deliveryJobs)
+        yield* countEnqueued(1)
         return { messageId }
       })
 

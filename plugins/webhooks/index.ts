@@ -1,7 +1,7 @@
 import { Layer } from "effect"
 import { definePlugin } from "../../core/Plugin.ts"
 import { PERMISSION, WebhooksApi } from "./Api.ts"
-import { deliverTask, fanOut } from "./Dispatch.ts"
+import { deliverTask, EndpointRuns, fanOut, FanOutWriter, sweepCron, sweepTask } from "./Dispatch.ts"
 import { type WebhooksHooks, WebhooksOptions, WebhooksSettings } from "./Domain.ts"
 import { EndpointsRepo } from "./EndpointsRepo.ts"
 import { EndpointDisabled } from "./Events.ts"
@@ -19,9 +19,11 @@ export const makeWebhooks = (options: WebhooksOptions, hooks: WebhooksHooks = {}
     description: "Signed webhook deliveries of every published event to organisations' endpoints (Standard Webhooks)",
     api: WebhooksApi,
     http: WebhooksHttp,
-    tasks: [deliverTask],
+    tasks: [deliverTask, sweepTask],
+    cron: [sweepCron],
     events: { publishes: [EndpointDisabled], subscribes: [fanOut] },
-    layer: WebhooksService.Default.pipe(
+    layer: Layer.mergeAll(WebhooksService.Default, FanOutWriter.Default).pipe(
+      Layer.provideMerge(EndpointRuns.Default),
       Layer.provideMerge(Layer.mergeAll(EndpointsRepo.Default, MessagesRepo.Default)),
       Layer.provideMerge(Layer.succeed(WebhooksSettings, { ...options, ...hooks }))
     ),

@@ -5,7 +5,21 @@ import { publish } from "../../../core/Events.ts"
 import { CurrentTenant } from "../../../core/Tenancy.ts"
 import { type DeliverJob, fanOutTask } from "../../../plugins/webhooks/Dispatch.ts"
 import { receiver } from "./receiver.ts"
-import { type App, app, deliverAll, fanOutNow, InvoicePaid, messageOf, OrderCreated, org, runDelivery, takeJobs, verify } from "./support.ts"
+import {
+  type App,
+  app,
+  deliverAll,
+  dueNow,
+  endpointOfJob,
+  fanOutNow,
+  InvoicePaid,
+  messageOf,
+  OrderCreated,
+  org,
+  runDelivery,
+  takeJobs,
+  verify
+} from "./support.ts"
 
 const decodeEvent = Schema.decodeUnknownSync(fanOutTask.payload)
 
@@ -16,12 +30,15 @@ const endpointOf = (h: App, endpointId: string) =>
     (rows) => rows[0]!
   )
 
+const messageIds = (h: App) =>
+  Effect.map(h.sql<{ id: string }>`select id from webhooks.messages order by seq`, (rows) => rows.map((row) => row.id))
+
 const disabledEvents = (h: App) =>
   h.sql<{ org_id: string; payload: { endpointId: string; reason: string; failingSince: string | null } }>`
     select org_id, payload from core.outbox_events where type = 'webhooks.endpoint_disabled' order by occurred_at`
 
 describe("webhooks fan-out and delivery", () => {
-  it.scopedLive("creates one message per matching enabled endpoint of the event's org, once, with its first delivery job", () =>
+  it.scopedLive("creates one message per matching enabled endpoint of the event's org, once, due now, with a wake-up per endpoint", () =>
     Effect.gen(function* () {
       const h = yield* app()
       const acme = org(h)
@@ -44,11 +61,11 @@ describe("webhooks fan-out and delivery", () => {
       // A fan-out job run again (after a crash before graphile-worker completed it) adds nothing.
       yield* run
 
-      const messages = yield* h.sql<{ id: string; endpoint_id: string; org_id: string; event_id: string; body: string }>`
-        select id, endpoint_id, org_id::text, event_id::text, body from webhooks.messages order by endpoint_id`
+      const messages = yield* h.sql<{ id: string; endpoint_id: string; org_id: string; event_id: string; body: string; due: boolean }>`
+        select id, endpoint_id, org_id::text, event_id::text, body, due_at <= now() as due from webhooks.messages order by endpoint_id`
       expect(messages.map((m) => m.endpoint_id).sort()).toEqual([all.id, exact.id, wildcard.id].sort())
       expect(new Set(messages.map((m) => m.org_id))).toEqual(new Set([acme.id]))
-      expect(messages.every((m) => m.event_id === published.id && /^msg_[0-9a-f]{32}$/.test(m.id))).toBe(true)
+      expect(messages.every((m) => m.event_id === published.id && /^msg_[0-9a-f]{32}$/.test(m.id) && m.due)).toBe(true)
       const [occurred] = yield* h.sql<{ occurred_at: Date }>`select occurred_at from core.outbox_events where id = ${published.id}`
       expect(JSON.parse(messages[0]!.body)).toEqual({
         type: "shop.order.created",
@@ -56,11 +73,10 @@ describe("webhooks fan-out and delivery", () => {
         data: { orderId: "o_1", total: 12.5 }
       })
 
+      // One wake-up per endpoint, however often the fan-out ran: the pending one covers both runs.
       const jobs = yield* takeJobs(h.sql, "webhooks.deliver")
       expect(jobs.map((j) => j.tenant)).toEqual([acme.id, acme.id, acme.id])
-      expect(jobs.map((j) => j.data).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))).toEqual(
-        messages.map((m) => ({ _tag: "scheduled", messageId: m.id, attempt: 1 })).sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))
-      )
+      expect(jobs.map(endpointOfJob).sort()).toEqual([all.id, exact.id, wildcard.id].sort())
     })
   )
 
@@ -72,7 +88,7 @@ describe("webhooks fan-out and delivery", () => {
       const endpoint = yield* acme.create({ url: `${target.url}/hook`, headers: { "X-Tenant": "acme" } })
       yield* acme.publishOrder("o_1")
       const [job] = yield* fanOutNow(h)
-      const messageId = (job!.data as { messageId: string }).messageId
+      const [messageId] = yield* messageIds(h)
 
       yield* runDelivery(h.context, acme.id, job!.data as DeliverJob)
       expect(target.requests).toHaveLength(1)
@@ -93,7 +109,7 @@ describe("webhooks fan-out and delivery", () => {
       ])
       expect(yield* takeJobs(h.sql, "webhooks.deliver")).toEqual([])
 
-      // The same job again (graphile-worker re-running it) finds its attempt done and sends nothing.
+      // The same job again (graphile-worker re-running it) finds nothing due and sends nothing.
       yield* runDelivery(h.context, acme.id, job!.data as DeliverJob)
       expect(target.requests).toHaveLength(1)
     })
@@ -107,11 +123,14 @@ describe("webhooks fan-out and delivery", () => {
       const endpoint = yield* acme.create({ url: target.url })
       yield* acme.publishOrder("o_1")
       let [job] = yield* fanOutNow(h)
-      const messageId = (job!.data as { messageId: string }).messageId
+      const [messageId] = yield* messageIds(h)
       const waits: Array<number | null> = []
       for (let attempt = 1; attempt <= 8; attempt++) {
-        expect(job!.data).toEqual({ _tag: "scheduled", messageId, attempt })
+        expect(endpointOfJob(job!)).toBe(endpoint.id)
         yield* runDelivery(h.context, acme.id, job!.data as DeliverJob)
+        // Before its time the wake-up finds the message not due: nothing is sent.
+        yield* runDelivery(h.context, acme.id, job!.data as DeliverJob)
+        expect(target.requests).toHaveLength(attempt)
         const next = yield* takeJobs(h.sql, "webhooks.deliver")
         if (attempt === 8) expect(next).toEqual([])
         else {
@@ -119,6 +138,7 @@ describe("webhooks fan-out and delivery", () => {
           expect(next[0]!.tenant).toBe(acme.id)
           waits.push(next[0]!.afterLastAttemptMs)
           job = next[0]
+          yield* dueNow(h)
         }
       }
       const second = 1000
@@ -127,6 +147,8 @@ describe("webhooks fan-out and delivery", () => {
       expect(new Set(target.requests.map((r) => r.headers["webhook-id"]))).toEqual(new Set([messageId]))
       expect(target.requests).toHaveLength(8)
       for (const request of target.requests) expect(verify(endpoint.secret, request)).toBeTruthy()
+      const attempts = yield* acme.service((s) => s.attempts(messageId!, { limit: 10 }))
+      expect(attempts.items.map((a) => [a.trigger, a.statusCode, a.succeeded])).toEqual(Array.from({ length: 8 }, () => ["scheduled", 500, false]))
     })
   )
 
@@ -144,6 +166,7 @@ describe("webhooks fan-out and delivery", () => {
         const next = yield* takeJobs(h.sql, "webhooks.deliver")
         waits.push(...next.map((n) => n.afterLastAttemptMs))
         job = next[0]
+        yield* dueNow(h)
       }
       // random() = 0 is the largest jitter downwards: 20% early.
       expect(waits).toEqual([800, 1600])
@@ -162,26 +185,31 @@ describe("webhooks fan-out and delivery", () => {
       const acme = org(h)
       const endpoint = yield* acme.create({ url: target.url })
       yield* acme.publishOrder("o_1")
-      yield* acme.publishOrder("o_2")
-      const [first, second] = yield* fanOutNow(h)
+      const [first] = yield* fanOutNow(h)
+      const [waiting] = yield* messageIds(h)
 
       yield* runDelivery(h.context, acme.id, first!.data as DeliverJob)
       const [retry] = yield* takeJobs(h.sql, "webhooks.deliver")
       // The receiver's 120 s, not the schedule's 5 s.
       expect(retry!.afterLastAttemptMs).toBe(120_000)
 
-      yield* runDelivery(h.context, acme.id, retry!.data as DeliverJob)
+      // Another message goes out while the first waits for its retry, and is answered 410.
+      yield* acme.publishOrder("o_2")
+      const [second] = yield* fanOutNow(h)
+      yield* runDelivery(h.context, acme.id, second!.data as DeliverJob)
+      expect(target.requests).toHaveLength(2)
       expect(yield* takeJobs(h.sql, "webhooks.deliver")).toEqual([])
       expect(yield* endpointOf(h, endpoint.id)).toMatchObject({ enabled: false, disabled_reason: "gone" })
-      const messageId = (first!.data as { messageId: string }).messageId
-      expect(yield* messageOf(h, messageId)).toMatchObject({ status: "failed", attempts: 2 })
+      const [, gone] = yield* messageIds(h)
+      expect(yield* messageOf(h, gone!)).toMatchObject({ status: "failed", attempts: 1 })
       const events = yield* disabledEvents(h)
       expect(events).toEqual([{ org_id: acme.id, payload: expect.objectContaining({ endpointId: endpoint.id, reason: "gone" }) }])
 
-      // The other message's first attempt finds the endpoint disabled: nothing is sent.
-      yield* runDelivery(h.context, acme.id, second!.data as DeliverJob)
+      // The message waiting for its retry fails without another attempt.
+      expect(yield* messageOf(h, waiting!)).toMatchObject({ status: "failed", attempts: 1 })
+      yield* dueNow(h)
+      yield* runDelivery(h.context, acme.id, retry!.data as DeliverJob)
       expect(target.requests).toHaveLength(2)
-      expect(yield* messageOf(h, (second!.data as { messageId: string }).messageId)).toMatchObject({ status: "failed", attempts: 0 })
       // New events no longer reach it.
       yield* acme.publishOrder("o_3")
       expect(yield* fanOutNow(h)).toEqual([])
@@ -211,10 +239,7 @@ describe("webhooks fan-out and delivery", () => {
       expect(events[0]!.payload.failingSince).not.toBeNull()
       // Only the endpoint still enabled and failing gets a retry.
       const retries = yield* takeJobs(h.sql, "webhooks.deliver")
-      const endpointsRetried = yield* Effect.forEach(retries, (r) =>
-        Effect.map(messageOf(h, (r.data as { messageId: string }).messageId), (m) => m.endpoint_id)
-      )
-      expect(endpointsRetried).toEqual([recentlyFailing.id])
+      expect(retries.map(endpointOfJob)).toEqual([recentlyFailing.id])
     })
   )
 

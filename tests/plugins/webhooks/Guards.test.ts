@@ -3,7 +3,7 @@ import { Effect } from "effect"
 import type { LookupAddress } from "node:dns"
 import { withRedis } from "../../support/app.ts"
 import { closedPort, receiver } from "./receiver.ts"
-import { app, deliverAll, fanOutNow, messageOf, org, runDelivery, takeJobs } from "./support.ts"
+import { app, deliverAll, dueNow, endpointOfJob, fanOutNow, messageOf, org, runDelivery, takeJobs } from "./support.ts"
 import type { DeliverJob } from "../../../plugins/webhooks/Dispatch.ts"
 
 describe("webhooks delivery guards", () => {
@@ -12,23 +12,31 @@ describe("webhooks delivery guards", () => {
       const h = yield* app()
       const target = yield* receiver()
       const acme = org(h)
-      yield* acme.create({ url: target.url, rateLimit: 1 })
+      const endpoint = yield* acme.create({ url: target.url, rateLimit: 1 })
       yield* acme.publishOrder("o_1")
       yield* acme.publishOrder("o_2")
-      const [first, second] = yield* fanOutNow(h)
-      yield* runDelivery(h.context, acme.id, first!.data as DeliverJob)
+      const [wakeUp] = yield* fanOutNow(h)
       const before = Date.now()
-      yield* runDelivery(h.context, acme.id, second!.data as DeliverJob)
+      yield* runDelivery(h.context, acme.id, wakeUp!.data as DeliverJob)
       expect(target.requests).toHaveLength(1)
-      const [deferred] = yield* takeJobs(h.sql, "webhooks.deliver")
-      expect(deferred!.data).toEqual(second!.data)
-      expect(deferred!.tenant).toBe(acme.id)
-      // After the current 1 s window, spread over the next one (random() = 0.5 here).
-      const wait = deferred!.runAt.getTime() - before
+      const sent = String(target.requests[0]!.headers["webhook-id"])
+      const [held] = yield* h.sql<{ id: string; due_at: Date }>`select id, due_at from webhooks.messages where id <> ${sent}`
+      // After the current 1 s window, spread over the next one (random() = 0.5 here), with a wake-up then.
+      const wait = held!.due_at.getTime() - before
       expect(wait).toBeGreaterThanOrEqual(1000)
       expect(wait).toBeLessThan(2500)
+      const [deferred] = yield* takeJobs(h.sql, "webhooks.deliver")
+      expect(endpointOfJob(deferred!)).toBe(endpoint.id)
+      expect(deferred!.tenant).toBe(acme.id)
+      expect(deferred!.runAt.getTime()).toBe(held!.due_at.getTime())
       // A deferral is no attempt.
-      expect(yield* messageOf(h, (second!.data as { messageId: string }).messageId)).toMatchObject({ status: "pending", attempts: 0 })
+      expect(yield* messageOf(h, held!.id)).toMatchObject({ status: "pending", attempts: 0 })
+      // Its time come, it goes out.
+      yield* dueNow(h)
+      yield* Effect.sleep("1100 millis")
+      yield* runDelivery(h.context, acme.id, deferred!.data as DeliverJob)
+      expect(target.requests.map((r) => r.headers["webhook-id"])).toEqual([sent, held!.id])
+      expect(yield* messageOf(h, held!.id)).toMatchObject({ status: "delivered", attempts: 1 })
     })
   )
 
@@ -38,15 +46,19 @@ describe("webhooks delivery guards", () => {
       const second = yield* app({ config: withRedis(), db: first.db })
       const target = yield* receiver()
       const acme = org(first)
-      yield* acme.create({ url: target.url, rateLimit: 1 })
+      const endpoint = yield* acme.create({ url: target.url, rateLimit: 1 })
       yield* acme.publishOrder("o_1")
-      yield* acme.publishOrder("o_2")
-      const [one, two] = yield* fanOutNow(first)
+      const [one] = yield* fanOutNow(first)
       yield* runDelivery(first.context, acme.id, one!.data as DeliverJob)
+      yield* acme.publishOrder("o_2")
+      const [two] = yield* fanOutNow(first)
       // The other process counts against the same window, so it defers instead of sending.
       yield* runDelivery(second.context, acme.id, two!.data as DeliverJob)
       expect(target.requests).toHaveLength(1)
-      expect((yield* takeJobs(first.sql, "webhooks.deliver")).map((j) => j.data)).toEqual([two!.data])
+      expect((yield* takeJobs(first.sql, "webhooks.deliver")).map(endpointOfJob)).toEqual([endpoint.id])
+      const [held] = yield* first.sql<{ attempts: number; deferred: boolean }>`
+        select attempts, due_at > now() as deferred from webhooks.messages where id <> ${String(target.requests[0]!.headers["webhook-id"])}`
+      expect(held).toEqual({ attempts: 0, deferred: true })
     })
   )
 

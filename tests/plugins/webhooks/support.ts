@@ -125,6 +125,12 @@ export const deliverAll = (h: App) =>
     Effect.forEach(jobs, (job) => runDelivery(h.context, job.tenant!, job.data as DeliverJob), { discard: true })
   )
 
+/** The clock reaching every scheduled retry and deferral: what is waiting falls due now. */
+export const dueNow = (h: App) => h.sql`update webhooks.messages set due_at = now() where due_at > now()`
+
+/** The endpoint a delivery job wakes. */
+export const endpointOfJob = (job: QueuedJob) => (job.data as { endpointId: string }).endpointId
+
 export const messageOf = (h: App, messageId: string) =>
   Effect.map(
     h.sql<{ status: string; attempts: number; endpoint_id: string }>`
@@ -137,7 +143,7 @@ export interface QueuedJob {
   readonly data: unknown
   readonly tenant: string | undefined
   readonly runAt: Date
-  /** Milliseconds from the last attempt of the job's message to its run_at. */
+  /** Milliseconds from the last attempt to the endpoint the job wakes to its run_at. */
   readonly afterLastAttemptMs: number | null
 }
 
@@ -152,7 +158,8 @@ export const takeJobs = (sql: SqlClient.SqlClient, task: string) =>
     )
     select taken.payload, taken.run_at,
            (extract(epoch from taken.run_at - (select max(a.attempted_at) from webhooks.attempts a
-                                                 where a.message_id = taken.payload->'data'->>'messageId')) * 1000)::float8 as after_ms
+                                                 join webhooks.messages m on m.id = a.message_id
+                                                where m.endpoint_id = taken.payload->'data'->>'endpointId')) * 1000)::float8 as after_ms
       from taken order by taken.id`.pipe(
     Effect.map((rows) =>
       rows.map(

@@ -2,7 +2,7 @@ import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest, OpenApi } from "
 import { Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Forbidden, TooManyRequests, Unauthorized } from "./Errors.ts"
-import { enforceRateLimit, RateLimiter, type RateLimit } from "./RateLimit.ts"
+import { enforceRateLimitWith, RateLimiter, type RateLimit } from "./RateLimit.ts"
 import { CurrentActor, type Actor } from "./Actor.ts"
 
 export { CurrentActor, type Actor } from "./Actor.ts"
@@ -131,9 +131,7 @@ export const layerAuthentication = (options: {
           if (Option.isNone(actor)) return yield* Effect.fail(missing)
           const plugin = pluginOf(request.url)
           const limit = (plugin && options.rateLimits.plugins[plugin]) || options.rateLimits.authenticated
-          yield* enforceRateLimit(`${actor.value.kind}:${actor.value.id}:${plugin ?? ""}`, limit).pipe(
-            Effect.provideService(RateLimiter, limiter)
-          )
+          yield* enforceRateLimitWith(limiter, `${actor.value.kind}:${actor.value.id}:${plugin ?? ""}`, limit)
           return actor.value
         })
       // HttpApi tries each security scheme in turn and reports the last one's failure. Both

@@ -91,8 +91,11 @@ export const layerRateLimiterRedis = (options: { readonly url: string; readonly 
  * the limit, fails with 429 and `Retry-After`.
  */
 export const enforceRateLimit = (key: string, limit: RateLimit) =>
+  Effect.flatMap(RateLimiter, (limiter) => enforceRateLimitWith(limiter, key, limit))
+
+/** `enforceRateLimit` with the limiter in hand (no service lookup or provision per request). */
+export const enforceRateLimitWith = (limiter: RateLimiter["Type"], key: string, limit: RateLimit) =>
   Effect.gen(function* () {
-    const limiter = yield* RateLimiter
     const decision = yield* limiter.hit(key, limit)
     const headers = {
       "ratelimit-limit": String(decision.limit),

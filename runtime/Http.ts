@@ -1,6 +1,6 @@
 import { Etag, HttpApi, HttpServerError, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
 import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Layer, Option } from "effect"
+import { Cause, Context, Effect, Layer, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
 import { createServer } from "node:http"
@@ -220,8 +220,8 @@ const withRequestHandling = <E, R>(
           ? json(response.status, { _tag: "InternalError", message: "internal error", requestId })
           : response
       ),
-      Effect.provideService(CurrentRequestId, Option.some(requestId)),
-      Effect.provideService(ClientAddress, Option.some(clientAddressOf(request))),
+      // One context change for both (each provideService swaps the fiber's context twice).
+      Effect.provide(Context.make(CurrentRequestId, Option.some(requestId)).pipe(Context.add(ClientAddress, Option.some(clientAddressOf(request))))),
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",

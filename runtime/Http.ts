@@ -3,7 +3,7 @@ import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-
 import { Cause, Context, Effect, Layer, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
-import { createServer } from "node:http"
+import { createServer, type IncomingMessage } from "node:http"
 import { BlockList, isIP } from "node:net"
 import { queueStats } from "../core/JobStats.ts"
 import { httpRequestDuration, httpRequestsTotal, labelled, renderPrometheus } from "../core/Metrics.ts"
@@ -66,6 +66,20 @@ const SECURITY_HEADERS = {
 const tooLarge = (maxBodySize: number) =>
   json(413, { _tag: "PayloadTooLarge", message: `request body exceeds the limit of ${maxBodySize} bytes` })
 
+/**
+ * A body of undeclared length (chunked) is found too large while it is read, and the platform
+ * then destroys the request, which destroys the socket before the 413 is written. For such
+ * requests, destroying the request stops reading it instead; the answer then goes out with
+ * `connection: close`, and Node closes the socket after it.
+ */
+const keepSocketForAnswer = (request: HttpServerRequest.HttpServerRequest) => {
+  const source = request.source as IncomingMessage
+  source.destroy = function (this: IncomingMessage) {
+    this.pause()
+    return this
+  }
+}
+
 /** A body that cannot be read: too large (found while reading a chunked body) or not valid JSON. */
 const unreadableBody = (error: unknown, maxBodySize: number) => {
   if (!HttpServerError.isServerError(error) || error._tag !== "RequestError" || error.reason !== "Decode") {
@@ -73,7 +87,7 @@ const unreadableBody = (error: unknown, maxBodySize: number) => {
   }
   const cause = error.cause instanceof Error ? error.cause.message : String(error.cause)
   return cause === "maxBytes exceeded"
-    ? tooLarge(maxBodySize)
+    ? HttpServerResponse.setHeader(tooLarge(maxBodySize), "connection", "close")
     : json(400, { _tag: "BadRequest", message: `the request body could not be read: ${cause}` })
 }
 
@@ -183,6 +197,7 @@ const withRequestHandling = <E, R>(
     const route = table.route(request.method, path)
 
     const declaredLength = Number(request.headers["content-length"] ?? 0)
+    if (request.headers["transfer-encoding"] !== undefined) keepSocketForAnswer(request)
     const preflight = cors.preflight(request)
     const handled = preflight
       ? Effect.succeed(preflight)

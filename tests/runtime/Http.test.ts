@@ -30,14 +30,15 @@ const server = (options: { worker?: boolean; redis?: boolean } = {}) =>
  * POSTs with node:http, which reads the response even when the server answers before the
  * whole body is sent (fetch reports that as a reset).
  */
-const rawPost = (url: string, body: string) =>
+/** A POST with a declared length, or streamed in chunks of 64 KiB with none (`chunked`). */
+const rawPost = (url: string, body: string, options: { readonly chunked?: boolean } = {}) =>
   Effect.async<{ status: number; body: string }, Error>((resume) => {
     const req = http.request(url, {
       method: "POST",
       headers: {
         "content-type": "application/json",
         "x-api-key": ADMIN_KEY,
-        "content-length": Buffer.byteLength(body)
+        ...(options.chunked ? { "transfer-encoding": "chunked" } : { "content-length": Buffer.byteLength(body) })
       }
     })
     req.on("response", (res) => {
@@ -45,8 +46,17 @@ const rawPost = (url: string, body: string) =>
       res.on("data", (chunk: Buffer) => (text += chunk.toString()))
       res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, body: text })))
     })
-    req.on("error", () => {})
-    req.end(body)
+    // A server answering before the whole body is sent may close the socket under the rest of
+    // it: the answer, when one came, is what counts.
+    let answered = false
+    req.on("response", () => (answered = true))
+    req.on("error", (error) => answered || resume(Effect.fail(error)))
+    if (options.chunked) {
+      for (let at = 0; at < body.length; at += 65_536) req.write(body.slice(at, at + 65_536))
+      req.end()
+    } else {
+      req.end(body)
+    }
   }).pipe(Effect.timeout("10 seconds"))
 
 describe("http", () => {
@@ -117,9 +127,15 @@ describe("http", () => {
       const declared = yield* rawPost(`${base}/api/v1/ops/dead-letters/discard`, body)
       expect(declared.status).toBe(413)
       expect(JSON.parse(declared.body)._tag).toBe("PayloadTooLarge")
+      // Without a declared length, the limit is found while reading: the same 413.
+      const streamed = yield* rawPost(`${base}/api/v1/ops/dead-letters/discard`, body, { chunked: true })
+      expect(streamed.status).toBe(413)
+      expect(JSON.parse(streamed.body)._tag).toBe("PayloadTooLarge")
       // Under the limit it is read and decoded as usual.
       const small = yield* rawPost(`${base}/api/v1/ops/dead-letters/discard`, JSON.stringify({ ids: [1] }))
       expect(small.status).toBe(200)
+      const smallStreamed = yield* rawPost(`${base}/api/v1/ops/dead-letters/discard`, JSON.stringify({ ids: [1] }), { chunked: true })
+      expect(smallStreamed.status).toBe(200)
     })
   )
 

@@ -1,7 +1,7 @@
 import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest, OpenApi } from "@effect/platform"
 import { Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
-import { Forbidden, TooManyRequests, Unauthorized } from "./Errors.ts"
+import { Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized } from "./Errors.ts"
 import { enforceRateLimitWith, RateLimiter, type RateLimit } from "./RateLimit.ts"
 import { CurrentActor, type Actor } from "./Actor.ts"
 
@@ -14,8 +14,9 @@ export { CurrentActor, type Actor } from "./Actor.ts"
 export class CredentialVerifier extends Context.Tag("trellis/CredentialVerifier")<
   CredentialVerifier,
   {
-    readonly apiKey: (key: string) => Effect.Effect<Option.Option<Actor>>
-    readonly bearer: (token: string) => Effect.Effect<Option.Option<Actor>>
+    /** Fails with ServiceUnavailable (503) when the credential cannot be checked now (its store is down). */
+    readonly apiKey: (key: string) => Effect.Effect<Option.Option<Actor>, ServiceUnavailable>
+    readonly bearer: (token: string) => Effect.Effect<Option.Option<Actor>, ServiceUnavailable>
   }
 >() {}
 
@@ -24,7 +25,7 @@ export class CredentialVerifier extends Context.Tag("trellis/CredentialVerifier"
  * security schemes in the OpenAPI document. An authenticated caller is then rate limited.
  */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
-  failure: Schema.Union(Unauthorized, TooManyRequests),
+  failure: Schema.Union(Unauthorized, TooManyRequests, ServiceUnavailable),
   provides: CurrentActor,
   security: {
     apiKey: HttpApiSecurity.apiKey({ in: "header", key: "X-API-Key" }),
@@ -137,7 +138,7 @@ export const layerAuthentication = (options: {
       // HttpApi tries each security scheme in turn and reports the last one's failure. Both
       // schemes share one outcome per request, so a 429 found by the first is not turned into
       // the second's 401, and the caller is counted once.
-      const outcomes = new WeakMap<object, Exit.Exit<Actor, Unauthorized | TooManyRequests>>()
+      const outcomes = new WeakMap<object, Exit.Exit<Actor, Unauthorized | TooManyRequests | ServiceUnavailable>>()
       const authenticate = () =>
         Effect.gen(function* () {
           const request = yield* HttpServerRequest.HttpServerRequest

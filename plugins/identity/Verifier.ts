@@ -2,6 +2,8 @@ import { Duration, Effect, Layer, Option } from "effect"
 import { timingSafeEqual } from "node:crypto"
 import { CredentialVerifier, permissionsForRole, type Actor } from "../../core/Auth.ts"
 import { Cache } from "../../core/Cache.ts"
+import { ServiceUnavailable } from "../../core/Errors.ts"
+import type { SqlError } from "@effect/sql/SqlError"
 import { PluginRegistry } from "../../core/Registry.ts"
 import { Options } from "./Domain.ts"
 import { PlatformRepo } from "./Repo.ts"
@@ -23,6 +25,13 @@ interface CachedApiKey {
   readonly expiresAt: number | null
   readonly lastUsedAt: number | null
 }
+
+/** The database cannot be asked: the caller may retry, and is not told its credential is bad. */
+const unavailable = (error: SqlError) =>
+  Effect.zipRight(
+    Effect.logWarning("credential check failed: database unavailable", error.message),
+    Effect.fail(new ServiceUnavailable({ message: "credentials cannot be checked right now; retry shortly" }))
+  )
 
 /**
  * Users' access tokens and organisations' API keys. What the database says about a key or a
@@ -72,7 +81,7 @@ export const layerVerifier = Layer.effect(
       return repo.touchApiKey(id)
     }
 
-    const apiKey = (value: string): Effect.Effect<Option.Option<Actor>> =>
+    const apiKey = (value: string): Effect.Effect<Option.Option<Actor>, ServiceUnavailable> =>
       Effect.gen(function* () {
         const parsed = parseApiKey(value)
         if (Option.isNone(parsed)) return Option.none()
@@ -88,10 +97,10 @@ export const layerVerifier = Layer.effect(
           roles: [],
           permissions: key.permissions
         })
-      }).pipe(Effect.orDie, Effect.withSpan("identity.verifyApiKey", { captureStackTrace: false }))
+      }).pipe(Effect.catchTag("SqlError", unavailable), Effect.withSpan("identity.verifyApiKey", { captureStackTrace: false }))
 
     /** The role comes from the membership (cached, invalidated when it changes), so a demotion applies at once. */
-    const bearer = (token: string): Effect.Effect<Option.Option<Actor>> =>
+    const bearer = (token: string): Effect.Effect<Option.Option<Actor>, ServiceUnavailable> =>
       token.startsWith("trl_")
         ? apiKey(token)
         : Effect.gen(function* () {
@@ -110,7 +119,7 @@ export const layerVerifier = Layer.effect(
               roles: [role],
               permissions: permissionsForRole(role, registered)
             })
-          }).pipe(Effect.orDie, Effect.withSpan("identity.verifyBearer", { captureStackTrace: false }))
+          }).pipe(Effect.catchTag("SqlError", unavailable), Effect.withSpan("identity.verifyBearer", { captureStackTrace: false }))
 
     return { apiKey, bearer }
   })

@@ -1,4 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
+import { randomUUID } from "node:crypto"
+import pg from "pg"
+import { inject } from "vitest"
 import { Effect } from "effect"
 import { withRedis } from "../../support/app.ts"
 import { testDatabase } from "../../support/database.ts"
@@ -126,6 +129,32 @@ describe("identity API keys", () => {
       expect((yield* call(a.base, "DELETE", `/api/v1/identity/members/${userId}`, { token: owner.accessToken })).status).toBe(204)
       expect((yield* call(b.base, "GET", "/api/v1/ops/queues", { apiKey: created.json.key })).status).toBe(401)
       expect((yield* call(b.base, "GET", "/api/v1/identity/me", { token: staff.accessToken })).status).toBe(401)
+    })
+  )
+
+  it.scopedLive("a credential that cannot be checked because the database is down is a 503, not a 401 or a 500", () =>
+    Effect.gen(function* () {
+      const db = yield* testDatabase()
+      const { base } = yield* startApp({ db })
+      const admin = (text: string) =>
+        Effect.promise(async () => {
+          const client = new pg.Client({ connectionString: inject("adminDatabaseUrl") })
+          await client.connect()
+          try {
+            await client.query(text)
+          } finally {
+            await client.end()
+          }
+        })
+      const unknownKey = `trl_${randomUUID()}_${"A".repeat(43)}`
+      yield* admin(`alter database ${db.name} allow_connections false`)
+      yield* admin(`select pg_terminate_backend(pid) from pg_stat_activity where datname = '${db.name}'`)
+      const down = yield* call(base, "GET", "/api/v1/ops/queues", { apiKey: unknownKey })
+      yield* admin(`alter database ${db.name} allow_connections true`)
+      expect(down.status).toBe(503)
+      expect(down.json).toMatchObject({ _tag: "ServiceUnavailable" })
+      // Back up: the same key is checked again, and is simply unknown.
+      expect((yield* call(base, "GET", "/api/v1/ops/queues", { apiKey: unknownKey })).status).toBe(401)
     })
   )
 })

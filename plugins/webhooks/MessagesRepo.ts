@@ -1,9 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import type { Fragment } from "@effect/sql/Statement"
 import { DateTime, Effect, Option } from "effect"
+import { tenantStatement } from "../../core/Tenancy.ts"
 import type { Attempt, ListMessagesParams, Message, MessageStatus, PageParams } from "./Domain.ts"
 
-/** Every query here runs in a tenant transaction: row-level security scopes it to the org. */
+/** Every query here runs for a tenant (its transaction, or `tenantStatement`): row-level security scopes it to the org. */
 
 interface MessageRow {
   id: string
@@ -147,12 +148,20 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("webhooks/Messa
 
     /**
      * One message per enabled endpoint of the org whose filter matches, for every event of
-     * the batch (none twice per event and endpoint), each due now, in one statement however
-     * many events and endpoints. Returns the matching endpoints, those whose messages existed
-     * already (a fan-out run again) included, for `wakeIdle`.
+     * the batch (none twice per event and endpoint), each due now: one statement however
+     * many events and endpoints, sent with the current tenant's settings in one round trip
+     * (`tenantStatement`: a single statement is its own transaction). Returns the matching
+     * endpoints, those whose messages existed already (a fan-out run again) included, for
+     * `wakeIdle`.
+     *
+     * Its commit does not wait for the WAL flush (`synchronous_commit` off): the fan-out job
+     * completes in a later, synchronous commit, and WAL is flushed in order, so that makes
+     * this one durable too; until then a crash only means the job runs again. A claim of
+     * these messages commits synchronously as well, so none is sent before it is durable.
+     * (The statement carries no comment: `tenantStatement` inlines only plain statements.)
      */
     const createMessages = (events: ReadonlyArray<EventToFanOut>) =>
-      sql<{ endpoint_id: string }>`
+      tenantStatement(sql<{ endpoint_id: string }>`
         with event as (
           select * from unnest(${events.map((e) => e.id)}::uuid[], ${events.map((e) => e.type)}::text[],
                                ${events.map((e) => e.body)}::text[]) as event(id, type, body)
@@ -169,13 +178,9 @@ export class MessagesRepo extends Effect.Service<MessagesRepo>()("webhooks/Messa
           select org_id, endpoint_id, event_id, type, body, now() from matched
           on conflict (endpoint_id, event_id) do nothing
         ), async_commit as (
-          -- The commit need not wait for its WAL flush: the fan-out job completes in a later,
-          -- synchronous commit (WAL is flushed in order, so that makes this one durable too),
-          -- and until then a crash only means the job runs again; a claim of these messages
-          -- is a synchronous commit as well, so none is sent before it is durable.
           select set_config('synchronous_commit', 'off', true)
         )
-        select distinct endpoint_id from matched, async_commit`.pipe(
+        select distinct endpoint_id from matched, async_commit`).pipe(
         Effect.map((rows) => rows.map((row) => row.endpoint_id)),
         Effect.withSpan("MessagesRepo.createMessages", { attributes: { "webhooks.events": events.length } })
       )

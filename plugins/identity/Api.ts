@@ -9,6 +9,7 @@ import {
   ApiKey,
   AuditPage,
   AuditParams,
+  ChangePasswordRequest,
   ChangeRoleRequest,
   CreateApiKeyRequest,
   CreatedApiKey,
@@ -68,6 +69,13 @@ export class IdentityGroup extends HttpApiGroup.make("identity")
     HttpApiEndpoint.get("me", "/me")
       .addSuccess(Me)
       .annotateContext(requires("authenticated", "The caller: user, organisation, roles and permissions"))
+  )
+  .add(
+    HttpApiEndpoint.post("changePassword", "/password")
+      .setPayload(ChangePasswordRequest)
+      .addSuccess(Schema.Void, { status: 204 })
+      .addError(Forbidden)
+      .annotateContext(requires("authenticated", "Change the signed-in user's password; every refresh token of the user is revoked"))
   )
   .add(
     HttpApiEndpoint.get("members", "/members")

@@ -75,6 +75,11 @@ export const TokenResponse = Schema.Struct({
 })
 export type TokenResponse = typeof TokenResponse.Type
 
+export const ChangePasswordRequest = Schema.Struct({
+  currentPassword: secret(1, 1024),
+  newPassword: NewPassword
+})
+
 export const RefreshRequest = Schema.Struct({
   refreshToken: secret(1, 512)
 })

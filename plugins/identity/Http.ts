@@ -38,10 +38,12 @@ const SessionHttp = HttpApiBuilder.group(IdentityApi, "session", (handlers) =>
 const IdentityHttp = HttpApiBuilder.group(IdentityApi, "identity", (handlers) =>
   Effect.gen(function* () {
     const admin = yield* Admin
+    const sessions = yield* Sessions
     const guarded = <A, E, R>(permission: string, effect: Effect.Effect<A, E | SqlError, R>) =>
       dieOnSqlError(Effect.zipRight(requirePermission(permission), effect))
     return handlers
       .handle("me", () => dieOnSqlError(admin.me))
+      .handle("changePassword", ({ payload }) => dieOnSqlError(sessions.changePassword(payload)))
       .handle("members", () => guarded("identity:read", admin.members))
       .handle("createOrg", ({ payload }) => dieOnSqlError(admin.createOrg(payload)))
       .handle("addUser", ({ payload }) => guarded("identity:admin", admin.addUser(payload)))

@@ -96,6 +96,22 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
         on conflict ((lower(email))) do nothing
         returning id`.pipe(Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.id)))
 
+    const passwordHash = (userId: string) =>
+      sql<{ password_hash: string }>`select password_hash from identity.users where id = ${userId}`.pipe(
+        Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.password_hash))
+      )
+
+    const setPassword = (userId: string, hash: string) =>
+      sql`update identity.users set password_hash = ${hash} where id = ${userId}`.pipe(Effect.asVoid)
+
+    /** Every live session of the user, in every organisation; how many were revoked. */
+    const revokeFamiliesOfUser = (userId: string) =>
+      sql<{ n: number }>`
+        with revoked as (
+          update identity.refresh_families set revoked_at = now() where user_id = ${userId} and revoked_at is null returning 1
+        )
+        select count(*)::int as n from revoked`.pipe(Effect.map((rows) => rows[0]?.n ?? 0))
+
     const membershipRole = (orgId: string, userId: string) =>
       sql<{ role: Role }>`
         select role from identity.memberships where org_id = ${orgId} and user_id = ${userId}`.pipe(
@@ -205,6 +221,9 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
       clearAttempts,
       userIdByEmail,
       insertUser,
+      passwordHash,
+      setPassword,
+      revokeFamiliesOfUser,
       membershipRole,
       startFamily,
       insertRefreshToken,

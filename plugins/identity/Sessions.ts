@@ -1,9 +1,10 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Metric, Option, Redacted } from "effect"
 import { recordAudit } from "../../core/Audit.ts"
+import { CurrentActor } from "../../core/Auth.ts"
 import { Forbidden, Unauthorized } from "../../core/Errors.ts"
 import { Options, type TokenResponse } from "./Domain.ts"
-import { makeDummyHash, verifyPassword } from "./Passwords.ts"
+import { hashPassword, makeDummyHash, verifyPassword } from "./Passwords.ts"
 import { PlatformRepo, type RefreshSession } from "./Repo.ts"
 import { hashSecret, newOpaqueSecret, Tokens } from "./Tokens.ts"
 
@@ -149,6 +150,32 @@ export class Sessions extends Effect.Service<Sessions>()("identity/Sessions", {
         }
       }).pipe(Effect.withSpan("identity.logout"))
 
-    return { login, refresh, logout } as const
+    /**
+     * A user changes their own password: the current one must match; every session (refresh
+     * token family) of the user is revoked, so stolen refresh tokens die with the old password.
+     * Access tokens already issued live out their short lifetime.
+     */
+    const changePassword = (request: { readonly currentPassword: Redacted.Redacted<string>; readonly newPassword: Redacted.Redacted<string> }) =>
+      Effect.gen(function* () {
+        const actor = yield* CurrentActor
+        if (actor.kind !== "user") {
+          return yield* new Forbidden({ message: "only a signed-in user changes their password (not an API key or the operator)", permission: "user" })
+        }
+        const stored = yield* repo.passwordHash(actor.id)
+        if (Option.isNone(stored) || !(yield* verifyPassword(request.currentPassword, stored.value))) {
+          yield* recordAudit({ action: "identity.password_change_failed", targetType: "user", targetId: actor.id })
+          return yield* new Forbidden({ message: "the current password is not correct", permission: "user" })
+        }
+        const hash = yield* hashPassword(request.newPassword)
+        yield* sql.withTransaction(
+          Effect.gen(function* () {
+            yield* repo.setPassword(actor.id, hash)
+            const sessions = yield* repo.revokeFamiliesOfUser(actor.id)
+            yield* recordAudit({ action: "identity.password_changed", targetType: "user", targetId: actor.id, details: { sessionsRevoked: sessions } })
+          })
+        )
+      }).pipe(Effect.withSpan("identity.changePassword"))
+
+    return { login, refresh, logout, changePassword } as const
   })
 }) {}

@@ -65,6 +65,14 @@ describe("identity secrets", () => {
       expect(added.status).toBe(201)
       const member = yield* tokensOf(base, "member@example.com", memberPassword)
       secrets.push(member.accessToken, member.refreshToken)
+      const changedPassword = "member-password-changed-0043"
+      secrets.push(changedPassword)
+      const wrongCurrent = "member-wrong-current-0044"
+      secrets.push(wrongCurrent)
+      const change = (currentPassword: string) =>
+        call(base, "POST", "/api/v1/identity/password", { token: member.accessToken, body: { currentPassword, newPassword: changedPassword } })
+      expect((yield* change(wrongCurrent)).status).toBe(403)
+      expect((yield* change(memberPassword)).status).toBe(204)
       yield* call(base, "POST", "/api/v1/identity/logout", { body: { refreshToken: member.refreshToken } })
 
       const created = yield* call(base, "POST", "/api/v1/identity/api-keys", {

@@ -199,4 +199,39 @@ describe("identity sessions", () => {
       expect((byRoute.get("get /api/v1/identity/api-keys")!.security as Array<unknown>).length).toBeGreaterThan(0)
     })
   )
+
+  it.scopedLive("a user changes their password with the current one; every refresh token dies; keys and wrong passwords are refused", () =>
+    Effect.gen(function* () {
+      const { base, sql } = yield* startApp()
+      const orgId = yield* defaultOrgId(sql)
+      yield* createUser(sql, "staff@example.com", "staff-password-1", [{ orgId, role: "staff" }])
+      const first = yield* tokensOf(base, "staff@example.com", "staff-password-1")
+      const second = yield* tokensOf(base, "staff@example.com", "staff-password-1")
+      const change = (token: string, body: unknown) => call(base, "POST", "/api/v1/identity/password", { token, body })
+
+      const wrong = yield* change(first.accessToken, { currentPassword: "not-it", newPassword: "a-new-password-2" })
+      expect(wrong.status).toBe(403)
+      expect(wrong.json.message).toBe("the current password is not correct")
+      const short = yield* change(first.accessToken, { currentPassword: "staff-password-1", newPassword: "short" })
+      expect(short.status).toBe(400)
+      expect(short.text).toContain("newPassword")
+      expect(short.text).not.toContain("short\"")
+
+      expect((yield* change(first.accessToken, { currentPassword: "staff-password-1", newPassword: "a-new-password-2" })).status).toBe(204)
+      expect((yield* login(base, "staff@example.com", "staff-password-1")).status).toBe(401)
+      expect((yield* login(base, "staff@example.com", "a-new-password-2")).status).toBe(200)
+      // Both sessions opened with the old password are gone.
+      for (const session of [first, second]) {
+        expect((yield* call(base, "POST", "/api/v1/identity/refresh", { body: { refreshToken: session.refreshToken } })).status).toBe(401)
+      }
+      const owner = yield* tokensOf(base, OWNER_EMAIL, OWNER_PASSWORD)
+      const key = yield* call(base, "POST", "/api/v1/identity/api-keys", { token: owner.accessToken, body: { name: "k", permissions: ["ops:read"] } })
+      const byKey = yield* call(base, "POST", "/api/v1/identity/password", { apiKey: key.json.key, body: { currentPassword: "x", newPassword: "a-new-password-3" } })
+      expect(byKey.status).toBe(403)
+      const audit = yield* call(base, "GET", "/api/v1/identity/audit?targetType=user", { token: owner.accessToken })
+      const actions = audit.json.items.map((e: { action: string }) => e.action)
+      expect(actions).toContain("identity.password_changed")
+      expect(actions).toContain("identity.password_change_failed")
+    })
+  )
 })

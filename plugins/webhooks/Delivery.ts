@@ -82,13 +82,33 @@ interface InFlight {
   readonly abort: (error: DeliveryError) => void
 }
 
+/** Where and how every request to a checked destination goes: worked out once per batch. */
+interface Route {
+  readonly module: typeof http | typeof https
+  readonly options: http.RequestOptions
+}
+
+const routeTo = (target: PinnedTarget): Route => ({
+  module: target.url.protocol === "https:" ? https : http,
+  options: {
+    method: "POST",
+    protocol: target.url.protocol,
+    hostname: target.hostname,
+    port: target.url.port === "" ? undefined : Number(target.url.port),
+    path: `${target.url.pathname}${target.url.search}`,
+    // The connection goes to the checked address; the Host header and TLS (SNI, certificate) keep the name.
+    lookup: pinnedLookup(target),
+    agent: agentFor(target)
+  }
+})
+
 /**
  * One POST to a checked destination. Plain callbacks rather than an Effect (or a promise and
  * an AbortSignal) per request: a batch sends many at once, and this is the per-message cost.
  * `done` is called exactly once.
  */
 const post = (
-  target: PinnedTarget,
+  route: Route,
   body: string,
   headers: Readonly<Record<string, string>>,
   maxResponseBytes: number,
@@ -102,14 +122,8 @@ const post = (
     settled = true
     done(abortedWith === undefined ? outcome : Either.left(abortedWith))
   }
-  const request = (target.url.protocol === "https:" ? https : http).request(
-    target.url,
-    {
-      method: "POST",
-      headers: { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) },
-      lookup: pinnedLookup(target),
-      agent: agentFor(target)
-    },
+  const request = route.module.request(
+    { ...route.options, headers: { ...headers, "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) } },
     (response) => {
       const chunks: Array<Buffer> = []
       let size = 0
@@ -157,7 +171,7 @@ const post = (
 
 const send = (target: PinnedTarget, options: DeliverOptions, maxResponseBytes: number, startedAt: number, timeoutMs: number) =>
   Effect.async<DeliveryResult, DeliveryError>((resume) => {
-    const flight = post(target, options.body, options.headers, maxResponseBytes, startedAt, (outcome) => resume(outcome))
+    const flight = post(routeTo(target), options.body, options.headers, maxResponseBytes, startedAt, (outcome) => resume(outcome))
     // Interruption (the timeout) destroys the socket.
     return Effect.sync(() => flight.abort(timedOut(timeoutMs)))
   })
@@ -216,7 +230,7 @@ export const deliverBatch = (url: string, items: ReadonlyArray<BatchItem>, optio
       )
     )
     if (Either.isLeft(checked)) return items.map((): Sent => ({ startedAt: checkedAt, result: Either.left(checked.left) }))
-    const target = checked.right
+    const route = routeTo(checked.right)
     return yield* Effect.async<ReadonlyArray<Sent>>((resume) => {
       const results = new Array<Sent>(items.length)
       const inFlight = new Set<InFlight>()
@@ -227,7 +241,7 @@ export const deliverBatch = (url: string, items: ReadonlyArray<BatchItem>, optio
         const index = next++
         const item = items[index]!
         const startedAt = Date.now()
-        const flight: InFlight = post(target, item.body, item.headers(startedAt), options.maxResponseBytes, startedAt, (result) => {
+        const flight: InFlight = post(route, item.body, item.headers(startedAt), options.maxResponseBytes, startedAt, (result) => {
           clearTimeout(timer)
           inFlight.delete(flight)
           results[index] = { startedAt, result }

@@ -23,9 +23,10 @@ import { layerWorker } from "../../runtime/Worker.ts"
 import { adminUrl, withAdmin as admin } from "./support.ts"
 
 /**
- * Signed webhook deliveries per second through Trellis (fan-out job, delivery job, HTTP POST
- * to a receiver on 127.0.0.1, attempt logged) against raw graphile-worker no-op jobs per second,
- * with the same worker settings and pool, each side on a fresh database.
+ * Signed webhook deliveries per second through Trellis (a fan-out job per event, batched runs
+ * of the endpoint's due messages, HTTP POSTs to a receiver on 127.0.0.1, every attempt logged)
+ * against raw graphile-worker no-op jobs per second, with the same worker settings and pool,
+ * each side on a fresh database.
  */
 
 const EVENTS = 5_000

@@ -96,7 +96,19 @@ const toGraphileTask = <R>(task: Task<unknown, unknown, R>, runtime: Runtime.Run
     }
   }
 
-  return async (raw: unknown, helpers: JobHelpers): Promise<void> => {
+  const finish = (exit: Exit.Exit<void, unknown>, start: number, helpers: JobHelpers, tenant: string | undefined) => {
+    durationByTask((performance.now() - start) / 1000)
+    if (Exit.isSuccess(exit)) {
+      completed(1)
+      return
+    }
+    failed(1)
+    return settle(afterFailure(exit, helpers, tenant))
+  }
+
+  // Not async: a handler that completes synchronously (most do until their first query)
+  // is settled without a promise of its own.
+  return (raw: unknown, helpers: JobHelpers): Promise<void> | void => {
     const envelope = decodeEnvelope(raw)
     if (Either.isLeft(envelope)) {
       return settle(deadLetter(helpers, "undecodable", `not a Trellis job envelope: ${envelope.left}`, undefined))
@@ -140,16 +152,18 @@ const toGraphileTask = <R>(task: Task<unknown, unknown, R>, runtime: Runtime.Run
     services.set(CurrentTenant.key, Option.fromNullable(tenant))
     const context = Context.unsafeMake<R | SqlClient.SqlClient>(services)
     const start = performance.now()
-    const exit = await Runtime.runPromiseExit(
-      Runtime.make({ context, fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags })
-    )(handler as Effect.Effect<void, unknown, R | SqlClient.SqlClient>)
-    durationByTask((performance.now() - start) / 1000)
-    if (Exit.isSuccess(exit)) {
-      completed(1)
-      return
-    }
-    failed(1)
-    return settle(afterFailure(exit, helpers, tenant))
+    const fiber = Runtime.runFork(Runtime.make({ context, fiberRefs: runtime.fiberRefs, runtimeFlags: runtime.runtimeFlags }))(
+      handler as Effect.Effect<void, unknown, R | SqlClient.SqlClient>
+    )
+    const done = fiber.unsafePoll()
+    if (done !== null) return finish(done, start, helpers, tenant)
+    return new Promise<void>((resolve, reject) => {
+      fiber.addObserver((exit) => {
+        const settled = finish(exit, start, helpers, tenant)
+        if (settled === undefined) resolve()
+        else settled.then(resolve, reject)
+      })
+    })
   }
 }
 

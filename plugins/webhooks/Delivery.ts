@@ -211,6 +211,8 @@ export interface BatchOptions {
 
 export interface Sent {
   readonly startedAt: number
+  /** Until the answer, the error or the timeout. */
+  readonly durationMs: number
   readonly result: Either.Either<DeliveryResult, DeliveryError>
 }
 
@@ -229,7 +231,10 @@ export const deliverBatch = (url: string, items: ReadonlyArray<BatchItem>, optio
         Effect.timeoutFail({ duration: Duration.millis(options.timeoutMs), onTimeout: () => timedOut(options.timeoutMs) })
       )
     )
-    if (Either.isLeft(checked)) return items.map((): Sent => ({ startedAt: checkedAt, result: Either.left(checked.left) }))
+    if (Either.isLeft(checked)) {
+      const durationMs = (yield* Clock.currentTimeMillis) - checkedAt
+      return items.map((): Sent => ({ startedAt: checkedAt, durationMs, result: Either.left(checked.left) }))
+    }
     const route = routeTo(checked.right)
     return yield* Effect.async<ReadonlyArray<Sent>>((resume) => {
       const results = new Array<Sent>(items.length)
@@ -244,7 +249,7 @@ export const deliverBatch = (url: string, items: ReadonlyArray<BatchItem>, optio
         const flight: InFlight = post(route, item.body, item.headers(startedAt), options.maxResponseBytes, startedAt, (result) => {
           clearTimeout(timer)
           inFlight.delete(flight)
-          results[index] = { startedAt, result }
+          results[index] = { startedAt, durationMs: Date.now() - startedAt, result }
           if (++done === items.length) return resume(Effect.succeed(results))
           if (next < items.length && !stopped) start()
         })

@@ -61,13 +61,13 @@ interface Outcome {
 }
 
 /** 2xx succeeds; any other status (redirects included), a timeout or a connection error fails. */
-const judge = (result: Either.Either<DeliveryResult, DeliveryError>): Outcome =>
+const judge = (result: Either.Either<DeliveryResult, DeliveryError>, elapsedMs: number): Outcome =>
   Either.match(result, {
     onLeft: (error) => ({
       succeeded: false,
       gone: false,
       statusCode: null,
-      durationMs: 0,
+      durationMs: Math.round(elapsedMs),
       responseBody: null,
       error: `${error.kind}: ${error.message}`,
       retryAfterSeconds: undefined
@@ -269,7 +269,11 @@ const deliverOneBatch = (endpointId: string) =>
     const { endpoint, messages, limit } = claimed.value
     const { allowed, deferred } = yield* applyRateLimit(endpoint, messages)
     const sent: ReadonlyArray<Sent> = allowed.length === 0 ? [] : yield* send(endpoint, allowed)
-    const attempted = sent.map(({ startedAt, result }, i): Attempted => ({ message: allowed[i]!, outcome: judge(result), at: new Date(startedAt) }))
+    const attempted = sent.map(({ startedAt, durationMs, result }, i): Attempted => ({
+      message: allowed[i]!,
+      outcome: judge(result, durationMs),
+      at: new Date(startedAt)
+    }))
     const dueNow = yield* settle(endpoint, attempted, deferred)
     // A full batch sent in full: more may be due.
     return dueNow || (messages.length === limit && deferred.length === 0)

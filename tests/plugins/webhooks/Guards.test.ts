@@ -135,10 +135,14 @@ describe("webhooks delivery guards", () => {
       yield* acme.publishOrder("o_1")
       yield* deliverAll(h)
 
-      const attempts = yield* h.sql<{ endpoint_id: string; error: string; status_code: number | null; succeeded: boolean }>`
-        select m.endpoint_id, a.error, a.status_code, a.succeeded from webhooks.attempts a join webhooks.messages m on m.id = a.message_id`
+      const attempts = yield* h.sql<{ endpoint_id: string; error: string; status_code: number | null; succeeded: boolean; duration_ms: number }>`
+        select m.endpoint_id, a.error, a.status_code, a.succeeded, a.duration_ms
+          from webhooks.attempts a join webhooks.messages m on m.id = a.message_id`
       const byEndpoint = new Map(attempts.map((a) => [a.endpoint_id, a]))
       expect(byEndpoint.get(slow.id)!.error).toMatch(/^timeout: /)
+      // An attempt without an answer still logs how long it took.
+      expect(byEndpoint.get(slow.id)!.duration_ms).toBeGreaterThanOrEqual(250)
+      expect(byEndpoint.get(slow.id)!.duration_ms).toBeLessThan(2_000)
       expect(byEndpoint.get(refused.id)!.error).toMatch(/^connection: .*ECONNREFUSED/)
       expect(byEndpoint.get(redirect.id)).toMatchObject({ status_code: 302, error: "HTTP 302", succeeded: false })
       expect(elsewhere.requests).toHaveLength(0)

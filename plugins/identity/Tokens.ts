@@ -50,7 +50,9 @@ const AccessClaims = Schema.Struct({
   sub: Schema.UUID,
   org: Schema.UUID,
   jti: Schema.String,
-  roles: Schema.Array(Schema.String)
+  roles: Schema.Array(Schema.String),
+  /** Seconds since the epoch (jose has checked it is in the future). */
+  exp: Schema.Number
 })
 
 export interface AccessClaims {
@@ -77,6 +79,9 @@ export const parseApiKey = (value: string) => {
   return match ? Option.some({ id: match[1]!, secret: match[2]! }) : Option.none()
 }
 
+/** Verified access tokens remembered per process (see `verifyAccessToken`). */
+const MAX_VERIFIED = 10_000
+
 /** Access tokens (HS256 JWTs) and the keyed hashes derived from the same secret. */
 export class Tokens extends Effect.Service<Tokens>()("identity/Tokens", {
   effect: Effect.gen(function* () {
@@ -99,15 +104,36 @@ export class Tokens extends Effect.Service<Tokens>()("identity/Tokens", {
           .sign(key)
       })
 
+    /**
+     * Tokens this process verified, by their exact text, with their expiry: a token's signature
+     * and claims never change, so checking one again is only its expiry (jose's verification
+     * costs ~90 µs per request here). A forged or altered token is another string and is
+     * verified in full. Bounded: the oldest entries make room.
+     */
+    const verified = new Map<string, { readonly claims: AccessClaims; readonly expiresAtMs: number }>()
+
     /** None for anything but an unexpired HS256 token signed with our key and well-formed claims. */
     const verifyAccessToken = (token: string): Effect.Effect<Option.Option<AccessClaims>> =>
-      Effect.tryPromise(() =>
-        jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, requiredClaims: ["sub", "jti", "iat", "exp"] })
-      ).pipe(
-        Effect.flatMap(({ payload }) => Schema.decodeUnknown(AccessClaims)(payload)),
-        Effect.map((claims) => Option.some({ userId: claims.sub, orgId: claims.org, roles: claims.roles })),
-        Effect.orElseSucceed(() => Option.none())
-      )
+      Effect.suspend(() => {
+        const known = verified.get(token)
+        if (known !== undefined) {
+          if (known.expiresAtMs > Date.now()) return Effect.succeed(Option.some(known.claims))
+          verified.delete(token)
+          return Effect.succeed(Option.none())
+        }
+        return Effect.tryPromise(() =>
+          jwtVerify(token, key, { algorithms: ["HS256"], issuer: ISSUER, requiredClaims: ["sub", "jti", "iat", "exp"] })
+        ).pipe(
+          Effect.flatMap(({ payload }) => Schema.decodeUnknown(AccessClaims)(payload)),
+          Effect.map((decoded) => {
+            const claims: AccessClaims = { userId: decoded.sub, orgId: decoded.org, roles: decoded.roles }
+            if (verified.size >= MAX_VERIFIED) verified.delete(verified.keys().next().value!)
+            verified.set(token, { claims, expiresAtMs: decoded.exp * 1000 })
+            return Option.some(claims)
+          }),
+          Effect.orElseSucceed(() => Option.none())
+        )
+      })
 
     /**
      * Names an account in lockout counters and audit entries without storing the email

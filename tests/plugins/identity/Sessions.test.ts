@@ -95,6 +95,11 @@ describe("identity sessions", () => {
       const none = `${b64({ alg: "none", typ: "JWT" })}.${b64({ ...claims, exp: now + 600 })}.`
       expect(yield* me(none)).toBe(401)
       expect(yield* me("not-a-token")).toBe(401)
+      // Accepted (and remembered as verified) shortly before it expires: refused once it has.
+      const shortLived = yield* sign(JWT_SECRET, Math.floor(Date.now() / 1000) + 2)
+      expect(yield* me(shortLived)).toBe(200)
+      yield* Effect.sleep("2100 millis")
+      expect(yield* me(shortLived)).toBe(401)
     })
   )
 

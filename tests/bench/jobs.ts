@@ -25,7 +25,7 @@ import { adminUrl, withAdmin as admin } from "./support.ts"
 
 const JOBS = 20_000
 const LATENCY_JOBS = 2_000
-const ROUNDS = 3
+const ROUNDS = 5
 const CONCURRENCY = 10
 const LOCAL_QUEUE_SIZE = 500
 const POOL_MAX = 20
@@ -355,7 +355,7 @@ export const run = async () => {
         `latency over ${LATENCY_JOBS} jobs added one at a time; PostgreSQL ${server.rows[0]?.server_version} ` +
         `at ${where.host}; node ${process.version}, ${availableParallelism()} cores`
     )
-    // Alternating rounds: one pair of 0.6 s phases swings by 20% with whatever else the two
+    // Alternating rounds: one pair of 0.6 s phases swings by 25% with whatever else the two
     // cores are doing; the median round of each side is what the ratio compares.
     const rounds: Array<{ graphileWorker: SideResult; trellis: SideResult }> = []
     for (let round = 0; round < ROUNDS; round++) {

@@ -124,7 +124,11 @@ const inlineParameters = (text: string, params: ReadonlyArray<unknown>): string 
       const index = Number(text.slice(i + 1, j)) - 1
       if (index < 0 || index >= params.length) return undefined
       const value = prepareValue(params[index])
-      out += value === null ? "NULL" : pg.escapeLiteral(Buffer.isBuffer(value) ? `\\x${value.toString("hex")}` : String(value))
+      const literal = value === null ? null : Buffer.isBuffer(value) ? `\\x${value.toString("hex")}` : String(value)
+      // A NUL would end the protocol's query string early: such a value is bound instead
+      // (where PostgreSQL refuses it as an ordinary error).
+      if (literal !== null && literal.includes("\u0000")) return undefined
+      out += literal === null ? "NULL" : pg.escapeLiteral(literal)
       i = j
     } else {
       out += c

@@ -70,6 +70,18 @@ describe("tenant statements", () => {
     )
   )
 
+  it.live("a value holding a NUL is bound, not inlined: PostgreSQL refuses it as an ordinary error and the connection lives on", () =>
+    withSql(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const refused = yield* Effect.either(tenantStatement(sql`select ${"a\u0000b"}::text as t`).pipe(asOrg(ORG_A)))
+        expect(refused._tag === "Left" && String((refused.left as { cause?: unknown }).cause)).toContain("0x00")
+        const rows = yield* tenantStatement(sql<{ body: string }>`select body from public.notes where body = ${"a1"}`).pipe(asOrg(ORG_A))
+        expect(rows).toEqual([{ body: "a1" }])
+      })
+    )
+  )
+
   it.live("a failing statement rolls its settings back with it and leaves the connection usable", () =>
     withSql(
       Effect.gen(function* () {

@@ -118,8 +118,14 @@ const toGraphileTask = <R>(task: Task<unknown, unknown, R>, runtime: Runtime.Run
     if (Either.isLeft(payload)) return settle(deadLetter(helpers, "undecodable", payload.left.message, tenant))
     const job = helpers.job
     const cronTick = (raw as { _cron?: { ts?: string } })._cron?.ts
-    // Suspended: a handler that throws while building its Effect fails the attempt like any other failure.
-    let handler = Effect.suspend(() => task.handler(payload.right))
+    // A handler that throws while building its Effect fails the attempt like any other
+    // failure (as Effect.suspend would make it, without a suspension per job).
+    let handler: Effect.Effect<void, unknown, R>
+    try {
+      handler = task.handler(payload.right)
+    } catch (defect) {
+      handler = Effect.die(defect)
+    }
     if (timeout) {
       handler = Effect.timeoutFail(handler, {
         duration: timeout,

@@ -168,6 +168,21 @@ describe("jobs", () => {
     )
   )
 
+  it.live("a handler that throws while building its Effect fails the attempt: retried, then dead-lettered with the error", () =>
+    withApp(
+      Effect.gen(function* () {
+        yield* enqueue(recordTask, { label: "bug", throws: true })
+        const letters = yield* waitFor(
+          "dead letter",
+          Effect.zipRight(retryNow, Effect.map(deadLetters, (d) => (d.length === 1 ? d : undefined)))
+        )
+        expect(letters[0]!.reason).toBe("exhausted")
+        expect(letters[0]!.attempts).toBe(3)
+        expect(letters[0]!.last_error).toContain("thrown while building bug")
+      })
+    )
+  )
+
   it.live("a non-retryable failure is dead-lettered on its first attempt; discard removes it", () =>
     withApp(
       Effect.gen(function* () {

@@ -23,15 +23,18 @@ export const RecordPayload = Schema.Struct({
   sleepMs: Schema.optional(Schema.Int),
   /** Fail this many first attempts. */
   failAttempts: Schema.optional(Schema.Int),
-  nonRetryable: Schema.optional(Schema.Boolean)
+  nonRetryable: Schema.optional(Schema.Boolean),
+  /** Throw while building the handler's Effect (a bug outside any Effect). */
+  throws: Schema.optional(Schema.Boolean)
 })
 
 export const recordTask = defineTask({
   id: "testkit.record",
   payload: RecordPayload,
   retry: { maxAttempts: 3 },
-  handler: (payload) =>
-    Effect.gen(function* () {
+  handler: (payload) => {
+    if (payload.throws) throw new Error(`thrown while building ${payload.label}`)
+    return Effect.gen(function* () {
       const startedAt = new Date()
       const job = yield* CurrentJob
       if (payload.nonRetryable) return yield* new NonRetryable({ message: `refusing ${payload.label}` })
@@ -41,6 +44,7 @@ export const recordTask = defineTask({
       }
       yield* record(payload.label, startedAt)
     })
+  }
 })
 
 /** Same task, serialised on one named queue. */

@@ -154,8 +154,7 @@ export const tenantStatement = <A extends object>(
     if (Option.isNone(orgId)) return yield* new NoTenant({ message: "this operation needs an organisation (tenant)" })
     const sql = yield* SqlClient.SqlClient
     const open = yield* Effect.serviceOption(SqlClient.TransactionConnection)
-    const [text, params] = statement.compile()
-    const inlined = Option.isNone(open) && UUID.test(orgId.value) ? inlineParameters(text, params) : undefined
+    const inlined = Option.isNone(open) && UUID.test(orgId.value) ? inlineParameters(...statement.compile()) : undefined
     if (inlined === undefined) return yield* inTenant(orgId.value, statement)
     const results = (yield* sql.unsafe(`${tenantSettings(orgId.value)}; ${inlined}`).withoutTransform) as unknown as ReadonlyArray<ReadonlyArray<A>>
     return results[1]!

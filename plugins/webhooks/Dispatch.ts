@@ -1,9 +1,8 @@
 import { SqlClient } from "@effect/sql"
 import type { SqlError } from "@effect/sql/SqlError"
-import { Chunk, DateTime, Deferred, Duration, Effect, Either, Exit, Metric, Option, type ParseResult, Queue, Schema } from "effect"
+import { Chunk, DateTime, Deferred, Duration, Effect, Either, Exit, Option, type ParseResult, Queue, Schema } from "effect"
 import { DeliveredEvent, type EventRegistry, publish, type Subscription, type UnknownEventType } from "../../core/Events.ts"
-import { defineTask, makeEnvelope, type Task } from "../../core/Jobs.ts"
-import { jobsEnqueuedTotal } from "../../core/Metrics.ts"
+import { countEnqueued as countJobsEnqueued, defineTask, makeEnvelope, type Task } from "../../core/Jobs.ts"
 import type { CronItem } from "../../core/Plugin.ts"
 import { RateLimiter } from "../../core/RateLimit.ts"
 import { CurrentTenant, type NoTenant, withTenant } from "../../core/Tenancy.ts"
@@ -89,8 +88,8 @@ const judge = (result: Either.Either<DeliveryResult, DeliveryError>, elapsedMs: 
 /** For statements adding delivery jobs set-based: the jobs carry the current trace and tenant, as `enqueue`'s do. */
 export const deliveryJobs = Effect.map(makeEnvelope(null), (envelope): JobTemplate => ({ taskId: DELIVER_TASK, maxAttempts: JOB_MAX_ATTEMPTS, envelope }))
 
-/** Counts jobs a statement added, as `enqueue` counts its own. */
-export const countEnqueued = (added: number) => Metric.incrementBy(Metric.tagged(jobsEnqueuedTotal, "task", DELIVER_TASK), added)
+/** Counts delivery jobs a statement added, as `enqueue` counts its own. */
+export const countEnqueued = (added: number) => Effect.sync(() => countJobsEnqueued(DELIVER_TASK, added))
 
 interface Claimed {
   readonly endpoint: DeliveryEndpoint

@@ -106,8 +106,8 @@ const toGraphileTask = <R>(task: Task<unknown, unknown, R>, runtime: Runtime.Run
     return settle(afterFailure(exit, helpers, tenant))
   }
 
-  // Not async: a handler that completes synchronously (most do until their first query)
-  // is settled without a promise of its own.
+  // Not async: a handler that completes without suspending (no I/O) is settled without a
+  // promise of its own.
   return (raw: unknown, helpers: JobHelpers): Promise<void> | void => {
     const envelope = decodeEnvelope(raw)
     if (Either.isLeft(envelope)) {

@@ -83,6 +83,8 @@ export const currentOrgId = Effect.gen(function* () {
   return Option.flatMap(actor, (a) => a.orgId)
 })
 
+const noTenant = () => new NoTenant({ message: "this operation needs an organisation (tenant)" })
+
 /** `inTenant` for the current tenant (the request's actor's org, or the job's); fails without one. */
 export const withTenant = <A, E, R>(
   effect: Effect.Effect<A, E, R>
@@ -90,7 +92,7 @@ export const withTenant = <A, E, R>(
   Effect.flatMap(currentOrgId, (tenant) =>
     Option.match(tenant, {
       onNone: (): Effect.Effect<A, E | SqlError | NoTenant, R | SqlClient.SqlClient> =>
-        Effect.fail(new NoTenant({ message: "this operation needs an organisation (tenant)" })),
+        Effect.fail(noTenant()),
       onSome: (orgId) => inTenant(orgId, effect)
     })
   )
@@ -151,7 +153,7 @@ export const tenantStatement = <A extends object>(
 ): Effect.Effect<ReadonlyArray<A>, SqlError | NoTenant, SqlClient.SqlClient> =>
   Effect.gen(function* () {
     const orgId = yield* currentOrgId
-    if (Option.isNone(orgId)) return yield* new NoTenant({ message: "this operation needs an organisation (tenant)" })
+    if (Option.isNone(orgId)) return yield* noTenant()
     const sql = yield* SqlClient.SqlClient
     const open = yield* Effect.serviceOption(SqlClient.TransactionConnection)
     const inlined = Option.isNone(open) && UUID.test(orgId.value) ? inlineParameters(...statement.compile()) : undefined

@@ -10,7 +10,7 @@ import { IdentityOptions } from "../../plugins/identity/Domain.ts"
 import { ops } from "../../plugins/ops/index.ts"
 import { baseUrl, testAppLayer } from "../support/app.ts"
 import { createTenant } from "../support/tenants.ts"
-import { autocannon, benchDatabase, type HttpResult, printTable } from "./support.ts"
+import { autocannon, benchDatabase, type HttpResult, median, printTable } from "./support.ts"
 
 /**
  * The same small tenant read (10 rows under row-level security, in a tenant transaction)
@@ -97,8 +97,7 @@ export const run = async () => {
               results[i]!.push(yield* Effect.promise(() => autocannon(side.side, side.url, options)))
             }
           }
-          const median = (rows: ReadonlyArray<HttpResult>) => [...rows].sort((a, b) => a.requestsPerSecond - b.requestsPerSecond)[Math.floor(rows.length / 2)]!
-          const [anonymous, bearer, apiKey] = results.map(median) as [HttpResult, HttpResult, HttpResult]
+          const [anonymous, bearer, apiKey] = results.map((rows) => median(rows, (r) => r.requestsPerSecond)) as [HttpResult, HttpResult, HttpResult]
           console.log(`auth: the same 10-row tenant read, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per side; medians:`)
           printTable([anonymous, bearer, apiKey])
           const ratio = Math.min(bearer.requestsPerSecond, apiKey.requestsPerSecond) / anonymous.requestsPerSecond

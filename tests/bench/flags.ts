@@ -1,6 +1,6 @@
 import { HttpServer } from "@effect/platform"
-import { ConfigProvider, Effect, Layer, Option, Redacted, Schema } from "effect"
-import { randomBytes, randomUUID } from "node:crypto"
+import { Effect, Layer, Option, Redacted, Schema } from "effect"
+import { randomUUID } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -17,9 +17,9 @@ import { flags } from "../../plugins/flags/index.ts"
 import { CreateFlag } from "../../plugins/flags/Model.ts"
 import { ops } from "../../plugins/ops/index.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
-import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
+import type { AppConfig } from "../../runtime/Config.ts"
 import { layerHttp } from "../../runtime/Http.ts"
-import { adminUrl, withAdmin as admin } from "./support.ts"
+import { benchConfig, benchDatabase, dropDatabasesOnSignal, withAdmin as admin } from "./support.ts"
 
 /**
  * Flag evaluation throughput, on a fresh database with production's defaults (memory cache,
@@ -44,15 +44,6 @@ const RUN_TIMEOUT_MS = 120_000
 const FLAG_KEY = "bench.checkout-rollout"
 const API_KEY = `bench-${randomUUID()}`
 const ORG_ID = randomUUID()
-
-let database: string | undefined
-
-const dropDatabase = async () => {
-  if (database === undefined) return
-  const name = database
-  database = undefined
-  await admin((c) => c.query(`drop database if exists ${name} with (force)`))
-}
 
 const benchActor: Actor = {
   kind: "api_key",
@@ -95,21 +86,13 @@ const rolloutFlag = Schema.decodeUnknownSync(CreateFlag)({
 const contextOf = (i: number) => ({ userId: `user-${i}`, country: i % 4 === 0 ? "FR" : "NL", appVersion: i % 5 === 0 ? "1.9.0" : "2.3.1" })
 
 /** Production's defaults (effect.config.ts and environment left out), rate limits out of the way. */
-const benchConfig = (dataDir: string): Promise<AppConfig> =>
-  Effect.runPromise(
-    loadConfig({ plugins: {} }).pipe(
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
-      Effect.map(
-        (defaults): AppConfig => ({
-          ...defaults,
-          dataDir,
-          port: 0,
-          logLevel: "Warning",
-          rateLimits: { ...defaults.rateLimits, authenticated: { limit: 1_000_000_000, windowSeconds: 60 } }
-        })
-      )
-    )
-  )
+const flagsBenchConfig = (dataDir: string): Promise<AppConfig> =>
+  benchConfig((defaults) => ({
+    dataDir,
+    port: 0,
+    logLevel: "Warning",
+    rateLimits: { ...defaults.rateLimits, authenticated: { limit: 1_000_000_000, windowSeconds: 60 } }
+  }))
 
 interface Target {
   readonly name: string
@@ -221,7 +204,7 @@ const medianRatio = (ofrep: ReadonlyArray<number>, health: ReadonlyArray<number>
 
 const measure = (url: string, dataDir: string) =>
   Effect.gen(function* () {
-    const config = yield* Effect.promise(() => benchConfig(dataDir))
+    const config = yield* Effect.promise(() => flagsBenchConfig(dataDir))
     const plugins = [ops.make(Schema.decodeUnknownSync(ops.options)({})), flags.make(Schema.decodeUnknownSync(flags.options)({})), benchAuth]
     const setup: AppSetup = { config, plugins, databaseUrl: Redacted.make(url), adminApiKey: Option.none() }
     const http = layerHttp({
@@ -255,36 +238,27 @@ const measure = (url: string, dataDir: string) =>
     return { gate, health: rates(results, "health"), ofrep: rates(results, "ofrep") }
   }).pipe(Effect.scoped)
 
-export const run = async () => {
-  const interrupted = (signal: NodeJS.Signals) => {
-    console.error(`${signal}: dropping the benchmark database`)
-    void dropDatabase().finally(() => process.exit(130))
-  }
-  process.once("SIGINT", interrupted)
-  process.once("SIGTERM", interrupted)
-  const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-flags-"))
-  try {
-    const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
-    console.log(
-      `flags: rollout 50% + 2 constraints; in-process for ${IN_PROCESS_MS / 1000} s; HTTP ${CONNECTIONS} keep-alive connections, ` +
-        `${ROUNDS} alternating rounds of ${PHASE_MS / 1000} s per route (ratio: median over rounds); PostgreSQL ${server.rows[0]?.server_version}; ` +
-        `node ${process.version}, ${availableParallelism()} cores`
-    )
-    database = `trellis_bench_${randomBytes(6).toString("hex")}`
-    await admin((c) => c.query(`create database ${database}`))
-    const url = new URL(adminUrl)
-    url.pathname = `/${database}`
-    const result = await Effect.runPromise(measure(url.toString(), dataDir))
-    console.log(`in-process FeatureGate.isEnabled: ${result.gate.perSecond.toFixed(0)} evaluations/s (${result.gate.evaluations} evaluations)`)
-    console.log(`GET /api/v1/ops/health:          ${result.health.perSecond.toFixed(0)} req/s (${result.health.requests} requests)`)
-    console.log(`POST /ofrep/v1/evaluate/flags/…: ${result.ofrep.perSecond.toFixed(0)} req/s (${result.ofrep.requests} requests)`)
-    const ratios = result.ofrep.rounds.map((rate, i) => (rate / result.health.rounds[i]!).toFixed(2))
-    console.log(`ofrep/health by round: ${ratios.join(" ")}; over all rounds ${(result.ofrep.perSecond / result.health.perSecond).toFixed(2)}`)
-    console.log(`flags: ofrep/health = ${medianRatio(result.ofrep.rounds, result.health.rounds).toFixed(2)}`)
-  } finally {
-    process.off("SIGINT", interrupted)
-    process.off("SIGTERM", interrupted)
-    await dropDatabase()
-    await rm(dataDir, { recursive: true, force: true })
-  }
-}
+export const run = () =>
+  dropDatabasesOnSignal(async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-flags-"))
+    let database: Awaited<ReturnType<typeof benchDatabase>> | undefined
+    try {
+      const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
+      console.log(
+        `flags: rollout 50% + 2 constraints; in-process for ${IN_PROCESS_MS / 1000} s; HTTP ${CONNECTIONS} keep-alive connections, ` +
+          `${ROUNDS} alternating rounds of ${PHASE_MS / 1000} s per route (ratio: median over rounds); PostgreSQL ${server.rows[0]?.server_version}; ` +
+          `node ${process.version}, ${availableParallelism()} cores`
+      )
+      database = await benchDatabase()
+      const result = await Effect.runPromise(measure(database.url, dataDir))
+      console.log(`in-process FeatureGate.isEnabled: ${result.gate.perSecond.toFixed(0)} evaluations/s (${result.gate.evaluations} evaluations)`)
+      console.log(`GET /api/v1/ops/health:          ${result.health.perSecond.toFixed(0)} req/s (${result.health.requests} requests)`)
+      console.log(`POST /ofrep/v1/evaluate/flags/…: ${result.ofrep.perSecond.toFixed(0)} req/s (${result.ofrep.requests} requests)`)
+      const ratios = result.ofrep.rounds.map((rate, i) => (rate / result.health.rounds[i]!).toFixed(2))
+      console.log(`ofrep/health by round: ${ratios.join(" ")}; over all rounds ${(result.ofrep.perSecond / result.health.perSecond).toFixed(2)}`)
+      console.log(`flags: ofrep/health = ${medianRatio(result.ofrep.rounds, result.health.rounds).toFixed(2)}`)
+    } finally {
+      await database?.drop()
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })

@@ -1,7 +1,6 @@
 import type { SqlClient } from "@effect/sql"
-import { ConfigProvider, Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
-import { Logger, run as runGraphileWorker, runMigrations } from "graphile-worker"
-import { randomBytes } from "node:crypto"
+import { Duration, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
+import { run as runGraphileWorker, runMigrations } from "graphile-worker"
 import { mkdtemp, rm } from "node:fs/promises"
 import { availableParallelism, tmpdir } from "node:os"
 import { join } from "node:path"
@@ -13,9 +12,9 @@ import { definePlugin } from "../../core/Plugin.ts"
 import { buildRegistry } from "../../core/Registry.ts"
 import { layerTracing } from "../../core/Tracing.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
-import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
+import type { AppConfig } from "../../runtime/Config.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
-import { adminUrl, withAdmin as admin } from "./support.ts"
+import { abandon, adminUrl, benchConfig, cpuMicros, dropDatabasesOnSignal, median, printColumns, quietLogger, withAdmin as admin, withBenchDatabase, within } from "./support.ts"
 
 /**
  * 20,000 no-op jobs through raw graphile-worker and through Trellis tasks, with the same
@@ -39,36 +38,6 @@ const DRAIN_TIMEOUT_MS = 10_000
 // inside the app layer, a stuck shutdown) still ends the run.
 const RUN_TIMEOUT_MS = 12 * 60_000
 const TASK_ID = "bench.noop"
-
-/** Fails with a message naming `label` when `promise` takes longer than `ms`. */
-const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> => {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: no result within ${ms / 1000} s`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Databases made by this run, so an interrupted run still drops them. */
-const created = new Set<string>()
-
-const dropDatabase = async (name: string) => {
-  await admin((c) => c.query(`drop database if exists ${name} with (force)`))
-  created.delete(name)
-}
-
-const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
-  const name = `trellis_bench_${randomBytes(6).toString("hex")}`
-  await admin((c) => c.query(`create database ${name}`))
-  created.add(name)
-  try {
-    const url = new URL(adminUrl)
-    url.pathname = `/${name}`
-    return await f(url.toString())
-  } finally {
-    await dropDatabase(name)
-  }
-}
 
 /**
  * Counts handler runs of the current phase and, in the latency phase, records when each
@@ -154,8 +123,6 @@ const measureLatency = async (label: string, add: (seq: number) => Promise<unkno
   return { p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99) }
 }
 
-const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system
-
 interface SideResult {
   readonly side: string
   readonly insertMs: number
@@ -165,11 +132,6 @@ interface SideResult {
   readonly cpuPerJob: number
   readonly latency: Latency
 }
-
-// Warnings and errors still show: a benchmark hiding a failing worker would measure nothing.
-const quietLogger = new Logger(() => (level, message) => {
-  if (level === "error" || level === "warning") console.error(`graphile-worker ${level}: ${message}`)
-})
 
 const graphileWorkerSide = async (url: string): Promise<SideResult> => {
   const side = "graphile-worker"
@@ -229,28 +191,17 @@ const benchPlugin = definePlugin({
   migrations: { load: Effect.succeed([]) }
 })
 
-/**
- * Production's defaults (effect.config.ts and environment left out, so the run does not
- * depend on them) with the benchmark's worker settings.
- */
+/** Production's defaults with the benchmark's worker settings. */
 const trellisConfig = (dataDir: string): Promise<AppConfig> =>
-  Effect.runPromise(
-    loadConfig({ plugins: {} }).pipe(
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
-      Effect.map(
-        (defaults): AppConfig => ({
-          ...defaults,
-          dataDir,
-          databasePoolMax: POOL_MAX,
-          workerConcurrency: CONCURRENCY,
-          localQueueSize: LOCAL_QUEUE_SIZE,
-          pollInterval: POLL_INTERVAL_MS,
-          shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
-          logLevel: "Warning"
-        })
-      )
-    )
-  )
+  benchConfig(() => ({
+    dataDir,
+    databasePoolMax: POOL_MAX,
+    workerConcurrency: CONCURRENCY,
+    localQueueSize: LOCAL_QUEUE_SIZE,
+    pollInterval: POLL_INTERVAL_MS,
+    shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
+    logLevel: "Warning"
+  }))
 
 /**
  * The app and worker composed as `layerMode("worker", ...)` composes them (tracing from
@@ -315,64 +266,43 @@ const trellisSide = async (url: string): Promise<SideResult> => {
   }
 }
 
-const format = (value: number, digits: number) => value.toFixed(digits)
+const printTable = (results: ReadonlyArray<SideResult>) =>
+  printColumns(
+    ["side", "insert ms", "run s", "jobs/s", "cpu µs/job", "latency p50 ms", "latency p99 ms"],
+    results.map((r) => [
+      r.side,
+      r.insertMs.toFixed(0),
+      r.runSeconds.toFixed(2),
+      r.jobsPerSecond.toFixed(0),
+      r.cpuPerJob.toFixed(0),
+      r.latency.p50.toFixed(2),
+      r.latency.p99.toFixed(2)
+    ])
+  )
 
-const printTable = (results: ReadonlyArray<SideResult>) => {
-  const header = ["side", "insert ms", "run s", "jobs/s", "cpu µs/job", "latency p50 ms", "latency p99 ms"]
-  const rows = results.map((r) => [
-    r.side,
-    format(r.insertMs, 0),
-    format(r.runSeconds, 2),
-    format(r.jobsPerSecond, 0),
-    format(r.cpuPerJob, 0),
-    format(r.latency.p50, 2),
-    format(r.latency.p99, 2)
-  ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
-  console.log(line(header))
-  console.log(widths.map((w) => "-".repeat(w)).join("  "))
-  for (const row of rows) console.log(line(row))
-}
-
-/** Drops this run's databases and exits: the way out of a run interrupted or hung. */
-const abandon = (reason: string, code: number) => {
-  console.error(`${reason}: dropping the benchmark databases`)
-  void Promise.allSettled([...created].map(dropDatabase)).then(() => process.exit(code))
-}
-
-export const run = async () => {
-  const interrupted = (signal: NodeJS.Signals) => abandon(signal, 130)
-  process.once("SIGINT", interrupted)
-  process.once("SIGTERM", interrupted)
-  const watchdog = setTimeout(() => abandon(`no result within ${RUN_TIMEOUT_MS / 60_000} minutes`, 1), RUN_TIMEOUT_MS)
-  try {
-    const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
-    const where = new URL(adminUrl)
-    console.log(
-      `graphile-worker vs trellis, ${ROUNDS} alternating rounds: ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, local queue ${LOCAL_QUEUE_SIZE}, pool ${POOL_MAX}; ` +
-        `latency over ${LATENCY_JOBS} jobs added one at a time; PostgreSQL ${server.rows[0]?.server_version} ` +
-        `at ${where.host}; node ${process.version}, ${availableParallelism()} cores`
-    )
-    // Alternating rounds: one pair of 0.6 s phases swings by 25% with whatever else the two
-    // cores are doing; the median round of each side is what the ratio compares.
-    const rounds: Array<{ graphileWorker: SideResult; trellis: SideResult }> = []
-    for (let round = 0; round < ROUNDS; round++) {
-      rounds.push({ graphileWorker: await withDatabase(graphileWorkerSide), trellis: await withDatabase(trellisSide) })
+export const run = () =>
+  dropDatabasesOnSignal(async () => {
+    const watchdog = setTimeout(() => abandon(`no result within ${RUN_TIMEOUT_MS / 60_000} minutes`, 1), RUN_TIMEOUT_MS)
+    try {
+      const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
+      const where = new URL(adminUrl)
+      console.log(
+        `graphile-worker vs trellis, ${ROUNDS} alternating rounds: ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, local queue ${LOCAL_QUEUE_SIZE}, pool ${POOL_MAX}; ` +
+          `latency over ${LATENCY_JOBS} jobs added one at a time; PostgreSQL ${server.rows[0]?.server_version} ` +
+          `at ${where.host}; node ${process.version}, ${availableParallelism()} cores`
+      )
+      // Alternating rounds: one pair of 0.6 s phases swings by 25% with whatever else the two
+      // cores are doing; the median round of each side is what the ratio compares.
+      const rounds: Array<{ graphileWorker: SideResult; trellis: SideResult }> = []
+      for (let round = 0; round < ROUNDS; round++) {
+        rounds.push({ graphileWorker: await withBenchDatabase(graphileWorkerSide), trellis: await withBenchDatabase(trellisSide) })
+      }
+      printTable(rounds.flatMap((r, i) => [{ ...r.graphileWorker, side: `graphile-worker #${i + 1}` }, { ...r.trellis, side: `trellis #${i + 1}` }]))
+      const graphileWorker = median(rounds.map((r) => r.graphileWorker), (r) => r.jobsPerSecond)
+      const trellis = median(rounds.map((r) => r.trellis), (r) => r.jobsPerSecond)
+      console.log(`median of ${ROUNDS} rounds: graphile-worker ${graphileWorker.jobsPerSecond.toFixed(0)} jobs/s, trellis ${trellis.jobsPerSecond.toFixed(0)} jobs/s`)
+      console.log(`jobs: trellis/graphile-worker = ${(trellis.jobsPerSecond / graphileWorker.jobsPerSecond).toFixed(2)}`)
+    } finally {
+      clearTimeout(watchdog)
     }
-    const median = (side: "graphileWorker" | "trellis") => {
-      const sorted = rounds.map((r) => r[side]).sort((a, b) => a.jobsPerSecond - b.jobsPerSecond)
-      return sorted[Math.floor(sorted.length / 2)]!
-    }
-    printTable(rounds.flatMap((r, i) => [{ ...r.graphileWorker, side: `graphile-worker #${i + 1}` }, { ...r.trellis, side: `trellis #${i + 1}` }]))
-    const graphileWorker = median("graphileWorker")
-    const trellis = median("trellis")
-    console.log(`median of ${ROUNDS} rounds: graphile-worker ${graphileWorker.jobsPerSecond.toFixed(0)} jobs/s, trellis ${trellis.jobsPerSecond.toFixed(0)} jobs/s`)
-    console.log(`jobs: trellis/graphile-worker = ${(trellis.jobsPerSecond / graphileWorker.jobsPerSecond).toFixed(2)}`)
-  } finally {
-    clearTimeout(watchdog)
-    process.off("SIGINT", interrupted)
-    process.off("SIGTERM", interrupted)
-  }
-}
+  })

@@ -1,5 +1,5 @@
 import { HttpServer } from "@effect/platform"
-import { ConfigProvider, Duration, Effect, Exit, Layer, Option, Redacted, Schema, Scope } from "effect"
+import { Duration, Effect, Exit, Layer, Option, Redacted, Schema, Scope } from "effect"
 import Fastify from "fastify"
 import { execFile } from "node:child_process"
 import { randomBytes } from "node:crypto"
@@ -17,10 +17,10 @@ import { ops } from "../../plugins/ops/index.ts"
 import { orders } from "../../plugins/orders/index.ts"
 import { SUMMARY_COLUMNS } from "../../plugins/orders/Repo.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
-import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
+import type { AppConfig } from "../../runtime/Config.ts"
 import { layerHttp } from "../../runtime/Http.ts"
 import { seedOrders } from "../plugins/orders/seed.ts"
-import { adminUrl, withAdmin as admin } from "./support.ts"
+import { adminUrl, autocannon, benchConfig, benchDatabase, dropDatabasesOnSignal, type HttpResult, printTable, withAdmin as admin } from "./support.ts"
 
 /**
  * Orders: on one fresh database, with production's defaults (tracer off, memory cache and rate
@@ -50,58 +50,12 @@ const LIST_PATH = "/api/v1/orders?status=PLACED&limit=50"
 const PGBENCH_SCALE = 10
 const ROUNDS = 2
 
+/** The list load: CONNECTIONS for DURATION_S after a WARMUP_S warm-up of the same shape. */
+const load = (headers: Record<string, string>) => ({ connections: CONNECTIONS, seconds: DURATION_S, warmupSeconds: WARMUP_S, headers })
+
 const OPERATOR_KEY = `bench-operator-${randomBytes(12).toString("hex")}`
 
 const execFileAsync = promisify(execFile)
-
-let database: string | undefined
-
-const dropDatabase = async () => {
-  if (database === undefined) return
-  const name = database
-  database = undefined
-  await admin((c) => c.query(`drop database if exists ${name} with (force)`))
-}
-
-interface HttpResult {
-  readonly side: string
-  readonly requestsPerSecond: number
-  readonly p50: number
-  readonly p99: number
-  /** CPU time of this process (the server; the load generator is another process) per request. */
-  readonly cpuPerRequest: number
-  readonly failures: number
-}
-
-/** autocannon in its own process (JSON report), after a warm-up run of the same shape. */
-const autocannon = async (side: string, url: string, headers: Record<string, string>): Promise<HttpResult> => {
-  const bin = join(process.cwd(), "node_modules", ".bin", "autocannon")
-  const args = (seconds: number) => [
-    "-c", String(CONNECTIONS), "-d", String(seconds), "-j",
-    ...Object.entries(headers).flatMap(([k, v]) => ["-H", `${k}=${v}`]),
-    url
-  ]
-  await execFileAsync(bin, args(WARMUP_S), { maxBuffer: 16 * 1024 * 1024 })
-  const cpu = process.cpuUsage()
-  const { stdout } = await execFileAsync(bin, args(DURATION_S), { maxBuffer: 16 * 1024 * 1024 })
-  const used = process.cpuUsage(cpu)
-  // The fields of autocannon's JSON report this benchmark reads.
-  const report = JSON.parse(stdout) as {
-    requests: { average: number; total: number }
-    latency: { p50: number; p99: number }
-    non2xx: number
-    errors: number
-    timeouts: number
-  }
-  return {
-    side,
-    requestsPerSecond: report.requests.average,
-    p50: report.latency.p50,
-    p99: report.latency.p99,
-    cpuPerRequest: (used.user + used.system) / 1000 / Math.max(1, report.requests.total),
-    failures: report.non2xx + report.errors + report.timeouts
-  }
-}
 
 /** The SELECT Trellis's repository sends for this list (first page, no cursor), with the org explicit. */
 const LIST_SQL = `
@@ -156,7 +110,7 @@ const fastifySide = async (side: string, url: string, orgId: string, tenantTrans
   })
   const address = await app.listen({ port: 0, host: "127.0.0.1" })
   try {
-    return await autocannon(side, `${address}${LIST_PATH}`, {})
+    return await autocannon(side, `${address}${LIST_PATH}`, load({}))
   } finally {
     await app.close()
     await pool.end()
@@ -254,25 +208,17 @@ const createTenant = async (base: string, permissions: ReadonlyArray<string>) =>
 
 /** Production's defaults (effect.config.ts and environment left out) with the benchmark's changes. */
 const trellisConfig = (dataDir: string): Promise<AppConfig> =>
-  Effect.runPromise(
-    loadConfig({ plugins: {} }).pipe(
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
-      Effect.map(
-        (defaults): AppConfig => ({
-          ...defaults,
-          dataDir,
-          port: 0,
-          databasePoolMax: POOL_MAX,
-          adminApiKey: Option.some(Redacted.make(OPERATOR_KEY)),
-          // Failed requests are counted by autocannon (the `failed` column). The log would only
-          // repeat, as errors, the requests autocannon abandons mid-flight when it stops.
-          logLevel: "None",
-          shutdownTimeout: Duration.seconds(5),
-          rateLimits: { ...defaults.rateLimits, authenticated: { limit: 100_000_000, windowSeconds: 60 } }
-        })
-      )
-    )
-  )
+  benchConfig((defaults) => ({
+    dataDir,
+    port: 0,
+    databasePoolMax: POOL_MAX,
+    adminApiKey: Option.some(Redacted.make(OPERATOR_KEY)),
+    // Failed requests are counted by autocannon (the `failed` column). The log would only
+    // repeat, as errors, the requests autocannon abandons mid-flight when it stops.
+    logLevel: "None",
+    shutdownTimeout: Duration.seconds(5),
+    rateLimits: { ...defaults.rateLimits, authenticated: { limit: 100_000_000, windowSeconds: 60 } }
+  }))
 
 /** The app as `npm run serve` composes it (HTTP only), on a free port. */
 const trellisLayer = (config: AppConfig, url: string) => {
@@ -327,103 +273,76 @@ const stockSkus = async (url: string, orgId: string) => {
   }
 }
 
-const printHttp = (results: ReadonlyArray<HttpResult>) => {
-  const header = ["side", "req/s", "p50 ms", "p99 ms", "cpu ms/req", "failed"]
-  const rows = results.map((r) => [
-    r.side,
-    fmt(r.requestsPerSecond),
-    fmt(r.p50, 1),
-    fmt(r.p99, 1),
-    fmt(r.cpuPerRequest, 2),
-    String(r.failures)
-  ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) =>
-    cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
-  console.log(line(header))
-  console.log(widths.map((w) => "-".repeat(w)).join("  "))
-  for (const row of rows) console.log(line(row))
-}
-
 const fmt = (n: number, digits = 0) => n.toFixed(digits)
 
-export const run = async () => {
-  const interrupted = (signal: NodeJS.Signals) => {
-    console.error(`${signal}: dropping the benchmark database`)
-    void dropDatabase().finally(() => process.exit(130))
-  }
-  process.once("SIGINT", interrupted)
-  process.once("SIGTERM", interrupted)
-  const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-orders-"))
-  const scope = Effect.runSync(Scope.make())
-  try {
-    const version = await admin((c) => c.query<{ server_version: string }>("show server_version"))
-    console.log(
-      `orders: ${ORDERS} orders, list ${LIST_PATH} with ${CONNECTIONS} connections for ${DURATION_S} s each; placement with ` +
-        `${PLACEMENT_CLIENTS} clients over ${SKUS} skus for ${DURATION_S} s; pool ${POOL_MAX}; PostgreSQL ` +
-        `${version.rows[0]?.server_version} at ${new URL(adminUrl).host}; node ${process.version}, ${availableParallelism()} cores`
-    )
-    database = `trellis_bench_${randomBytes(6).toString("hex")}`
-    await admin((c) => c.query(`create database ${database}`))
-    const dbUrl = new URL(adminUrl)
-    dbUrl.pathname = `/${database}`
-    const url = dbUrl.toString()
+export const run = () =>
+  dropDatabasesOnSignal(async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), "trellis-bench-orders-"))
+    const scope = Effect.runSync(Scope.make())
+    let database: Awaited<ReturnType<typeof benchDatabase>> | undefined
+    try {
+      const version = await admin((c) => c.query<{ server_version: string }>("show server_version"))
+      console.log(
+        `orders: ${ORDERS} orders, list ${LIST_PATH} with ${CONNECTIONS} connections for ${DURATION_S} s each; placement with ` +
+          `${PLACEMENT_CLIENTS} clients over ${SKUS} skus for ${DURATION_S} s; pool ${POOL_MAX}; PostgreSQL ` +
+          `${version.rows[0]?.server_version} at ${new URL(adminUrl).host}; node ${process.version}, ${availableParallelism()} cores`
+      )
+      database = await benchDatabase()
+      const url = database.url
 
-    const config = await trellisConfig(dataDir)
-    const context = await Effect.runPromise(Layer.buildWithScope(trellisLayer(config, url), scope))
-    const runInApp = <A, E>(effect: Effect.Effect<A, E, Layer.Layer.Success<ReturnType<typeof trellisLayer>>>) =>
-      Effect.runPromise(Effect.provide(effect, context))
-    const server = await runInApp(HttpServer.HttpServer)
-    if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP server")
-    const base = `http://127.0.0.1:${server.address.port}`
-    const tenant = await createTenant(base, ["orders:read", "orders:write", "inventory:read", "ops:read"])
+      const config = await trellisConfig(dataDir)
+      const context = await Effect.runPromise(Layer.buildWithScope(trellisLayer(config, url), scope))
+      const runInApp = <A, E>(effect: Effect.Effect<A, E, Layer.Layer.Success<ReturnType<typeof trellisLayer>>>) =>
+        Effect.runPromise(Effect.provide(effect, context))
+      const server = await runInApp(HttpServer.HttpServer)
+      if (server.address._tag !== "TcpAddress") throw new Error("expected a TCP server")
+      const base = `http://127.0.0.1:${server.address.port}`
+      const tenant = await createTenant(base, ["orders:read", "orders:write", "inventory:read", "ops:read"])
 
-    const seedStart = performance.now()
-    await runInApp(inTenant(tenant.orgId, seedOrders(ORDERS, new Date())))
-    await stockSkus(url, tenant.orgId)
-    console.log(`seeded ${ORDERS} orders and ${SKUS} stocked skus in ${fmt((performance.now() - seedStart) / 1000, 1)} s`)
+      const seedStart = performance.now()
+      await runInApp(inTenant(tenant.orgId, seedOrders(ORDERS, new Date())))
+      await stockSkus(url, tenant.orgId)
+      console.log(`seeded ${ORDERS} orders and ${SKUS} stocked skus in ${fmt((performance.now() - seedStart) / 1000, 1)} s`)
 
-    // Two alternating rounds, each side's better one kept: what runs first after the bulk load
-    // (checkpoints, a busy neighbour) should not decide the ratio.
-    const rounds: Array<readonly [HttpResult, HttpResult]> = []
-    for (let round = 0; round < ROUNDS; round++) {
-      rounds.push([
-        await fastifySide("fastify", url, tenant.orgId, false),
-        await autocannon("trellis", `${base}${LIST_PATH}`, tenant.headers)
+      // Two alternating rounds, each side's better one kept: what runs first after the bulk load
+      // (checkpoints, a busy neighbour) should not decide the ratio.
+      const rounds: Array<readonly [HttpResult, HttpResult]> = []
+      for (let round = 0; round < ROUNDS; round++) {
+        rounds.push([
+          await fastifySide("fastify", url, tenant.orgId, false),
+          await autocannon("trellis", `${base}${LIST_PATH}`, load(tenant.headers))
+        ])
+      }
+      const best = (side: 0 | 1) => rounds.map((r) => r[side]).reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a))
+      const fastify = best(0)
+      const trellis = best(1)
+      const fastifyTenant = await fastifySide("fastify + tenant tx", url, tenant.orgId, true)
+      printTable([trellis, fastify, fastifyTenant])
+      // Where Trellis's time goes: the same server answering less and less of the list's work.
+      console.log("trellis, layer by layer:")
+      printTable([
+        await autocannon("/healthz (no auth)", `${base}/healthz`, load({})),
+        await autocannon("+ API key (ops/health)", `${base}/api/v1/ops/health`, load(tenant.headers)),
+        await autocannon("+ tenant tx (1 location)", `${base}/api/v1/inventory/locations`, load(tenant.headers)),
+        { ...trellis, side: "+ 50-row list" }
       ])
-    }
-    const best = (side: 0 | 1) => rounds.map((r) => r[side]).reduce((a, b) => (b.requestsPerSecond > a.requestsPerSecond ? b : a))
-    const fastify = best(0)
-    const trellis = best(1)
-    const fastifyTenant = await fastifySide("fastify + tenant tx", url, tenant.orgId, true)
-    printHttp([trellis, fastify, fastifyTenant])
-    // Where Trellis's time goes: the same server answering less and less of the list's work.
-    console.log("trellis, layer by layer:")
-    printHttp([
-      await autocannon("/healthz (no auth)", `${base}/healthz`, {}),
-      await autocannon("+ API key (ops/health)", `${base}/api/v1/ops/health`, tenant.headers),
-      await autocannon("+ tenant tx (1 location)", `${base}/api/v1/inventory/locations`, tenant.headers),
-      { ...trellis, side: "+ 50-row list" }
-    ])
 
-    const placed = await place(`${base}/api/v1/orders`, tenant.apiKey)
-    const created = placed.statuses["201"] ?? 0
-    const perSecond = created / placed.seconds
-    console.log(
-      `placement: ${fmt(perSecond)} orders/s (${created} placed, statuses ${JSON.stringify(placed.statuses)}), ` +
-        `p50 ${fmt(placed.p50, 1)} ms, p99 ${fmt(placed.p99, 1)} ms, server cpu ${fmt(placed.cpuPerOrder, 2)} ms/order`
-    )
-    const tps = await pgbench(url)
-    if (Option.isSome(tps)) {
-      console.log(`pgbench -N (simple update, ${PLACEMENT_CLIENTS} clients): ${fmt(tps.value)} tps`)
-      console.log(`placement: trellis/pgbench = ${fmt(perSecond / tps.value, 2)}`)
+      const placed = await place(`${base}/api/v1/orders`, tenant.apiKey)
+      const created = placed.statuses["201"] ?? 0
+      const perSecond = created / placed.seconds
+      console.log(
+        `placement: ${fmt(perSecond)} orders/s (${created} placed, statuses ${JSON.stringify(placed.statuses)}), ` +
+          `p50 ${fmt(placed.p50, 1)} ms, p99 ${fmt(placed.p99, 1)} ms, server cpu ${fmt(placed.cpuPerOrder, 2)} ms/order`
+      )
+      const tps = await pgbench(url)
+      if (Option.isSome(tps)) {
+        console.log(`pgbench -N (simple update, ${PLACEMENT_CLIENTS} clients): ${fmt(tps.value)} tps`)
+        console.log(`placement: trellis/pgbench = ${fmt(perSecond / tps.value, 2)}`)
+      }
+      console.log(`orders: trellis/fastify = ${fmt(trellis.requestsPerSecond / fastify.requestsPerSecond, 2)}`)
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void))
+      await database?.drop()
+      await rm(dataDir, { recursive: true, force: true })
     }
-    console.log(`orders: trellis/fastify = ${fmt(trellis.requestsPerSecond / fastify.requestsPerSecond, 2)}`)
-  } finally {
-    process.off("SIGINT", interrupted)
-    process.off("SIGTERM", interrupted)
-    await Effect.runPromise(Scope.close(scope, Exit.void))
-    await dropDatabase()
-    await rm(dataDir, { recursive: true, force: true })
-  }
-}
+  })

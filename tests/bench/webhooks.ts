@@ -1,7 +1,7 @@
 import { SqlClient } from "@effect/sql"
-import { ConfigProvider, Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
-import { Logger, run as runGraphileWorker, runMigrations } from "graphile-worker"
-import { randomBytes, randomUUID } from "node:crypto"
+import { Duration, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { run as runGraphileWorker, runMigrations } from "graphile-worker"
+import { randomUUID } from "node:crypto"
 import { mkdtemp, rm } from "node:fs/promises"
 import { spawn } from "node:child_process"
 import { availableParallelism, tmpdir } from "node:os"
@@ -18,9 +18,9 @@ import { CreateEndpoint, WebhooksOptions } from "../../plugins/webhooks/Domain.t
 import { makeWebhooks } from "../../plugins/webhooks/index.ts"
 import { WebhooksService } from "../../plugins/webhooks/Service.ts"
 import { layerApp, layerLogger, type AppSetup } from "../../runtime/App.ts"
-import { loadConfig, type AppConfig } from "../../runtime/Config.ts"
+import type { AppConfig } from "../../runtime/Config.ts"
 import { layerWorker } from "../../runtime/Worker.ts"
-import { adminUrl, withAdmin as admin } from "./support.ts"
+import { adminUrl, benchConfig, cpuMicros, dropDatabasesOnSignal, printColumns, quietLogger, withAdmin as admin, withBenchDatabase, within } from "./support.ts"
 
 /**
  * Signed webhook deliveries per second through Trellis (a fan-out job per event, batched runs
@@ -40,41 +40,6 @@ const PHASE_TIMEOUT_MS = 180_000
 const STOP_TIMEOUT_MS = 30_000
 /** Deliveries whose signatures are checked after the run (checking all would load the receiver). */
 const VERIFIED_SAMPLE = 200
-
-const within = <A>(ms: number, label: string, promise: Promise<A>): Promise<A> => {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${label}: no result within ${ms / 1000} s`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Databases made by this run, so an interrupted run still drops them. */
-const created = new Set<string>()
-
-const dropDatabase = async (name: string) => {
-  await admin((c) => c.query(`drop database if exists ${name} with (force)`))
-  created.delete(name)
-}
-
-const withDatabase = async <A>(f: (url: string) => Promise<A>): Promise<A> => {
-  const name = `trellis_bench_${randomBytes(6).toString("hex")}`
-  await admin((c) => c.query(`create database ${name}`))
-  created.add(name)
-  try {
-    const url = new URL(adminUrl)
-    url.pathname = `/${name}`
-    return await f(url.toString())
-  } finally {
-    await dropDatabase(name)
-  }
-}
-
-const quietLogger = new Logger(() => (level, message) => {
-  if (level === "error" || level === "warning") console.error(`graphile-worker ${level}: ${message}`)
-})
-
-const cpuMicros = (usage: NodeJS.CpuUsage) => usage.user + usage.system
 
 interface SideResult {
   readonly side: string
@@ -179,24 +144,17 @@ const benchPlugin = definePlugin({
   migrations: { load: Effect.succeed([]) }
 })
 
+/** Production's defaults with the benchmark's worker settings. */
 const trellisConfig = (dataDir: string): Promise<AppConfig> =>
-  Effect.runPromise(
-    loadConfig({ plugins: {} }).pipe(
-      Effect.withConfigProvider(ConfigProvider.fromMap(new Map())),
-      Effect.map(
-        (defaults): AppConfig => ({
-          ...defaults,
-          dataDir,
-          databasePoolMax: POOL_MAX,
-          workerConcurrency: CONCURRENCY,
-          localQueueSize: LOCAL_QUEUE_SIZE,
-          pollInterval: POLL_INTERVAL_MS,
-          shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
-          logLevel: "Warning"
-        })
-      )
-    )
-  )
+  benchConfig(() => ({
+    dataDir,
+    databasePoolMax: POOL_MAX,
+    workerConcurrency: CONCURRENCY,
+    localQueueSize: LOCAL_QUEUE_SIZE,
+    pollInterval: POLL_INTERVAL_MS,
+    shutdownTimeout: Duration.millis(STOP_TIMEOUT_MS),
+    logLevel: "Warning"
+  }))
 
 /**
  * The events are published before the worker starts (as the no-op jobs are inserted before
@@ -265,24 +223,14 @@ const webhooksSide = (url: string): Promise<SideResult> =>
     }
   })()
 
-const printTable = (results: ReadonlyArray<SideResult>) => {
-  const header = ["side", "items", "run s", "per second", "cpu µs/item"]
-  const rows = results.map((r) => [r.side, String(r.items), r.seconds.toFixed(2), r.perSecond.toFixed(0), r.cpuPerItem.toFixed(0)])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)))
-  const line = (cells: ReadonlyArray<string>) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ")
-  console.log(line(header))
-  console.log(widths.map((w) => "-".repeat(w)).join("  "))
-  for (const row of rows) console.log(line(row))
-}
+const printTable = (results: ReadonlyArray<SideResult>) =>
+  printColumns(
+    ["side", "items", "run s", "per second", "cpu µs/item"],
+    results.map((r) => [r.side, String(r.items), r.seconds.toFixed(2), r.perSecond.toFixed(0), r.cpuPerItem.toFixed(0)])
+  )
 
-export const run = async () => {
-  const interrupted = (signal: NodeJS.Signals) => {
-    console.error(`${signal}: dropping the benchmark databases`)
-    void Promise.allSettled([...created].map(dropDatabase)).then(() => process.exit(130))
-  }
-  process.once("SIGINT", interrupted)
-  process.once("SIGTERM", interrupted)
-  try {
+export const run = () =>
+  dropDatabasesOnSignal(async () => {
     const server = await admin((c) => c.query<{ server_version: string }>("show server_version"))
     console.log(
       `webhooks: ${EVENTS} events to one endpoint on 127.0.0.1 vs ${NOOP_JOBS} no-op jobs; concurrency ${CONCURRENCY}, ` +
@@ -291,14 +239,10 @@ export const run = async () => {
     )
     // The baseline runs before and after: on a shared machine the load drifts during the long
     // delivery phase, and the mean of both is fairer than either.
-    const before = await withDatabase(noopSide)
-    const deliveries = await withDatabase(webhooksSide)
-    const after = await withDatabase(noopSide)
+    const before = await withBenchDatabase(noopSide)
+    const deliveries = await withBenchDatabase(webhooksSide)
+    const after = await withBenchDatabase(noopSide)
     printTable([before, deliveries, after])
     const noopPerSecond = (before.perSecond + after.perSecond) / 2
     console.log(`webhooks: deliveries/noop-jobs = ${(deliveries.perSecond / noopPerSecond).toFixed(3)}`)
-  } finally {
-    process.off("SIGINT", interrupted)
-    process.off("SIGTERM", interrupted)
-  }
-}
+  })

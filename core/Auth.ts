@@ -27,9 +27,13 @@ export class CredentialVerifier extends Context.Tag("trellis/CredentialVerifier"
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("Authentication", {
   failure: Schema.Union(Unauthorized, TooManyRequests, ServiceUnavailable),
   provides: CurrentActor,
+  // Bearer first: HttpApi decodes the API-key scheme with a header Schema, which builds a
+  // ParseError (a stack capture) on every request without the header; the bearer scheme is
+  // a plain header read. Both run the same shared check (see layerAuthentication), so the
+  // second scheme is only tried after the first one's failure.
   security: {
-    apiKey: HttpApiSecurity.apiKey({ in: "header", key: "X-API-Key" }),
-    bearer: HttpApiSecurity.bearer
+    bearer: HttpApiSecurity.bearer,
+    apiKey: HttpApiSecurity.apiKey({ in: "header", key: "X-API-Key" })
   }
 }) {}
 
@@ -74,8 +78,14 @@ export const permissionsForRole = (role: Role, registered: ReadonlyArray<string>
 
 const digest = (value: string) => createHash("sha256").update(value).digest()
 
-/** Compares secrets in constant time (hashing first makes the lengths equal). */
-export const secretsEqual = (a: string, b: string) => timingSafeEqual(digest(a), digest(b))
+/**
+ * Compares candidates with a secret in constant time (hashing first makes the lengths
+ * equal); the secret's digest is taken once.
+ */
+export const secretMatcher = (secret: string) => {
+  const expected = digest(secret)
+  return (candidate: string) => timingSafeEqual(digest(candidate), expected)
+}
 
 export interface RateLimits {
   /** Per authenticated caller (API key, user or operator). */
@@ -116,6 +126,10 @@ export const layerAuthentication = (options: {
         roles: ["operator"],
         permissions: ["*"]
       }
+      const isOperatorKey = Option.match(options.operatorKey, {
+        onNone: () => (_: string) => false,
+        onSome: (key) => secretMatcher(Redacted.value(key))
+      })
       const authenticateRequest = (request: HttpServerRequest.HttpServerRequest) =>
         Effect.gen(function* () {
           const apiKey = request.headers["x-api-key"] ?? ""
@@ -124,7 +138,7 @@ export const layerAuthentication = (options: {
           const [kind, value] = apiKey !== "" ? (["apiKey", apiKey] as const) : (["bearer", bearer] as const)
           if (value === "") return yield* Effect.fail(missing)
           let actor: Option.Option<Actor> = Option.none()
-          if (Option.isSome(options.operatorKey) && secretsEqual(value, Redacted.value(options.operatorKey.value))) {
+          if (isOperatorKey(value)) {
             actor = Option.some(operator)
           } else if (Option.isSome(verifier)) {
             actor = yield* verifier.value[kind](value)

@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Duration, Effect, Either, Layer, Option, Runtime } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Layer, Option, Runtime } from "effect"
 import { Redis } from "ioredis"
 import { cacheHitsTotal, cacheMissesTotal, labelled } from "./Metrics.ts"
 
@@ -127,7 +127,6 @@ const makeService = (backend: Backend): CacheService => {
   const flights = new Map<string, Flight>()
   const countHit = labelled(cacheHitsTotal, { backend: backend.name })
   const countMiss = labelled(cacheMissesTotal, { backend: backend.name })
-  const hit = Effect.sync(() => countHit(1))
   const miss = Effect.sync(() => countMiss(1))
 
   const save = (key: string, value: unknown, plan: Plan) =>
@@ -190,31 +189,34 @@ const makeService = (backend: Backend): CacheService => {
   return {
     backend: backend.name,
     get: <A, E, R>(key: string, load: Effect.Effect<A, E, R>, options: CacheOptions) =>
-      Effect.gen(function* () {
+      // One step after the lookup (a hit is on every authenticated request's path).
+      Effect.suspend(() => {
         const ttl = Duration.toMillis(options.ttl)
         const swr = options.staleWhileRevalidate === undefined ? 0 : Duration.toMillis(options.staleWhileRevalidate)
         const tags = options.tags ?? []
-        const found = yield* Effect.either(backend.lookup(key, tags))
-        if (Either.isLeft(found)) {
-          yield* Effect.logWarning("cache read failed; loading without the cache").pipe(
-            Effect.annotateLogs({ key, error: found.left.message })
-          )
-          yield* miss
-          return yield* load
-        }
-        const plan: Plan = { tags, versions: found.right.versions, px: ttl + swr }
-        const entry = found.right.entry
-        if (Option.isSome(entry)) {
-          const age = (yield* Clock.currentTimeMillis) - entry.value.storedAt
-          if (age < ttl + swr) {
-            yield* hit
-            if (age >= ttl) yield* flight(key, load, plan, true)
-            // The entry holds what a load of this key returned (see CacheService.get).
-            return entry.value.value as A
+        return Effect.matchEffect(backend.lookup(key, tags), {
+          onFailure: (error) =>
+            Effect.logWarning("cache read failed; loading without the cache").pipe(
+              Effect.annotateLogs({ key, error: error.message }),
+              Effect.zipRight(miss),
+              Effect.zipRight(load)
+            ),
+          onSuccess: (found): Effect.Effect<A, E, R> => {
+            const plan: Plan = { tags, versions: found.versions, px: ttl + swr }
+            const entry = found.entry
+            if (Option.isSome(entry)) {
+              const age = Date.now() - entry.value.storedAt
+              if (age < ttl + swr) {
+                countHit(1)
+                // The entry holds what a load of this key returned (see CacheService.get).
+                const value = entry.value.value as A
+                return age >= ttl ? Effect.as(flight(key, load, plan, true), value) : Effect.succeed(value)
+              }
+            }
+            countMiss(1)
+            return Effect.flatMap(flight(key, load, plan, false), Deferred.await)
           }
-        }
-        yield* miss
-        return yield* Deferred.await(yield* flight(key, load, plan, false))
+        })
       }),
     invalidateTags: (tags) =>
       Effect.suspend(() => {
@@ -258,7 +260,8 @@ const memoryBackend = (maxEntries: number): Backend => {
   return {
     name: "memory",
     lookup: (key, tags) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
+      Effect.sync(() => {
+        const now = Date.now()
         const entry = entries.get(key)
         let found = Option.none<Entry>()
         if (entry !== undefined && entry.expiresAt > now) {

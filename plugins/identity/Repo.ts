@@ -116,7 +116,8 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
       sql<{ role: Role }>`
         select role from identity.memberships where org_id = ${orgId} and user_id = ${userId}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.role)),
-        Effect.withSpan("PlatformRepo.membershipRole")
+        // Built per request (the cache-hit path builds it too): no stack capture.
+        Effect.withSpan("PlatformRepo.membershipRole", { captureStackTrace: false })
       )
 
     const startFamily = (orgId: string, userId: string) =>
@@ -184,7 +185,7 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
         select org_id, permissions, secret_hash, expires_at, last_used_at from identity.api_keys
          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
-        Effect.withSpan("PlatformRepo.apiKeyForVerification")
+        Effect.withSpan("PlatformRepo.apiKeyForVerification", { captureStackTrace: false })
       )
 
     /** At most one write a minute per key, whatever its traffic. */

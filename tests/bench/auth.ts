@@ -89,10 +89,13 @@ export const run = async () => {
             { side: "API key", url: `${base}/api/v1/benchauth/items`, headers: { "x-api-key": tenant.apiKey } }
           ] as const
           // Alternating rounds, the median of each side kept: load drifting during one long
-          // measurement of each side in turn decided the ratio before.
+          // measurement of each side in turn decided the ratio before. Each round starts with
+          // a different side, so none always runs right after the same neighbour.
           const results: Array<Array<HttpResult>> = [[], [], []]
           for (let round = 0; round < ROUNDS; round++) {
-            for (const [i, side] of sides.entries()) {
+            for (let k = 0; k < sides.length; k++) {
+              const i = (k + round) % sides.length
+              const side = sides[i]!
               const options = { connections: CONNECTIONS, seconds: SECONDS, warmupSeconds: round === 0 ? WARMUP_SECONDS : 1, headers: side.headers }
               results[i]!.push(yield* Effect.promise(() => autocannon(side.side, side.url, options)))
             }

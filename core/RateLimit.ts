@@ -1,4 +1,4 @@
-import { HttpApp, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpServerRequest } from "@effect/platform"
 import { Context, Effect, Layer, Option } from "effect"
 import { Redis } from "ioredis"
 import { TooManyRequests } from "./Errors.ts"
@@ -93,29 +93,39 @@ export const layerRateLimiterRedis = (options: { readonly url: string; readonly 
 export const enforceRateLimit = (key: string, limit: RateLimit) =>
   Effect.flatMap(RateLimiter, (limiter) => enforceRateLimitWith(limiter, key, limit))
 
+/**
+ * Headers that handling a request adds to its response, whatever the response turns out to
+ * be (a 429 too). The HTTP layer provides a fresh record per request and copies it into the
+ * response with its own headers: adding one is a property write, where a pre-response
+ * handler is a fiber-ref update and another header copy per request.
+ */
+export class ResponseHeaders extends Context.Reference<ResponseHeaders>()("trellis/ResponseHeaders", {
+  defaultValue: (): Record<string, string> | undefined => undefined
+}) {}
+
+/** Outside an HTTP request (no record provided) there is no response to add them to. */
+const addResponseHeaders = (headers: Record<string, string>) =>
+  Effect.map(ResponseHeaders, (bag) => {
+    if (bag !== undefined) Object.assign(bag, headers)
+  })
+
 /** `enforceRateLimit` with the limiter in hand (no service lookup or provision per request). */
 export const enforceRateLimitWith = (limiter: RateLimiter["Type"], key: string, limit: RateLimit) =>
-  Effect.gen(function* () {
-    const decision = yield* limiter.hit(key, limit)
-    const headers = {
+  Effect.flatMap(limiter.hit(key, limit), (decision) => {
+    const headers: Record<string, string> = {
       "ratelimit-limit": String(decision.limit),
       "ratelimit-remaining": String(decision.remaining),
       "ratelimit-reset": String(decision.resetSeconds)
     }
-    yield* HttpApp.appendPreResponseHandler((_request, response) =>
-      Effect.succeed(
-        HttpServerResponse.setHeaders(
-          response,
-          decision.allowed ? headers : { ...headers, "retry-after": String(decision.resetSeconds) }
-        )
-      )
-    )
-    if (!decision.allowed) {
-      return yield* new TooManyRequests({
+    if (decision.allowed) return addResponseHeaders(headers)
+    headers["retry-after"] = String(decision.resetSeconds)
+    return Effect.zipRight(
+      addResponseHeaders(headers),
+      new TooManyRequests({
         message: `rate limit of ${limit.limit} requests per ${limit.windowSeconds} s exceeded; retry in ${decision.resetSeconds} s`,
         retryAfterSeconds: decision.resetSeconds
       })
-    }
+    )
   })
 
 /**

@@ -1,6 +1,6 @@
 import { Etag, HttpApi, HttpServerError, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
 import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
-import { Cause, Context, Effect, Layer, Option } from "effect"
+import { Cause, Context, Effect, FiberRef, Layer, LogLevel, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
 import { createServer, type IncomingMessage } from "node:http"
@@ -9,7 +9,7 @@ import { queueStats } from "../core/JobStats.ts"
 import { httpRequestDuration, httpRequestsTotal, labelled, renderPrometheus } from "../core/Metrics.ts"
 import type { Plugin } from "../core/Plugin.ts"
 import { CurrentRequestId } from "../core/Audit.ts"
-import { ClientAddress } from "../core/RateLimit.ts"
+import { ClientAddress, ResponseHeaders } from "../core/RateLimit.ts"
 import { withIdempotency } from "./Idempotency.ts"
 import { Readiness } from "./Readiness.ts"
 
@@ -171,6 +171,8 @@ const withRequestHandling = <E, R>(
     readonly maxBodySize: number
     readonly corsOrigins: ReadonlyArray<string>
     readonly trustedProxies: ReadonlyArray<string>
+    /** The request log line is written (the level admits Info): otherwise it is not even built. */
+    readonly logRequests: boolean
   }
 ) => {
   const { maxBodySize } = options
@@ -196,6 +198,8 @@ const withRequestHandling = <E, R>(
     const path = request.url.split("?", 1)[0]!
     const route = table.route(request.method, path)
 
+    /** What handling the request adds to the response's headers (rate limits). */
+    const added: Record<string, string> = {}
     const declaredLength = Number(request.headers["content-length"] ?? 0)
     if (request.headers["transfer-encoding"] !== undefined) keepSocketForAnswer(request)
     const preflight = cors.preflight(request)
@@ -236,7 +240,12 @@ const withRequestHandling = <E, R>(
           : response
       ),
       // One context change for both (each provideService swaps the fiber's context twice).
-      Effect.provide(Context.make(CurrentRequestId, Option.some(requestId)).pipe(Context.add(ClientAddress, Option.some(clientAddressOf(request))))),
+      Effect.provide(
+        Context.make(CurrentRequestId, Option.some(requestId)).pipe(
+          Context.add(ClientAddress, Option.some(clientAddressOf(request))),
+          Context.add(ResponseHeaders, added)
+        )
+      ),
       Effect.annotateLogs("requestId", requestId),
       Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",
@@ -249,20 +258,23 @@ const withRequestHandling = <E, R>(
     const metrics = metricsFor(request.method, route ?? "unmatched", response.status)
     metrics.count(1)
     metrics.duration(seconds)
-    yield* Effect.logInfo("http request").pipe(
-      Effect.annotateLogs({
-        requestId,
-        method: request.method,
-        route: route ?? "unmatched",
-        status: response.status,
-        ms: Math.round(seconds * 10_000) / 10
-      })
-    )
+    if (options.logRequests) {
+      yield* Effect.logInfo("http request").pipe(
+        Effect.annotateLogs({
+          requestId,
+          method: request.method,
+          route: route ?? "unmatched",
+          status: response.status,
+          ms: Math.round(seconds * 10_000) / 10
+        })
+      )
+    }
     const secure = request.headers["x-forwarded-proto"] === "https" || isTlsSocket(request)
     return HttpServerResponse.setHeaders(response, {
       ...SECURITY_HEADERS,
       ...(secure ? { "strict-transport-security": "max-age=63072000; includeSubDomains" } : {}),
       ...cors.headers(request),
+      ...added,
       "x-request-id": requestId
     })
   })
@@ -335,8 +347,13 @@ export const layerHttp = (options: HttpOptions) =>
       const handler = yield* HttpLayerRouter.toHttpEffect(
         routes.pipe(Layer.provide([NodeContext.layer, NodeHttpPlatform.layer, Etag.layerWeak]))
       )
+      const logRequests = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Info)
       return HttpServer.serve(
-        withRequestHandling(withIdempotency(handler), table, { ...options, trustedProxies: options.trustedProxies ?? [] })
+        withRequestHandling(withIdempotency(handler), table, {
+          ...options,
+          trustedProxies: options.trustedProxies ?? [],
+          logRequests
+        })
       ).pipe(
         Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
       )

@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, Effect, Option } from "effect"
 import { CurrentActor } from "./Actor.ts"
 import { currentOrgId } from "./Tenancy.ts"
+import { traced } from "./Tracing.ts"
 
 /** The id of the HTTP request being served (also in its logs, span and `x-request-id`). */
 export class CurrentRequestId extends Context.Reference<CurrentRequestId>()("trellis/CurrentRequestId", {
@@ -37,4 +38,4 @@ export const recordAudit = (entry: AuditEntry): Effect.Effect<void, SqlError, Sq
       insert into core.audit_log (org_id, actor_kind, actor_id, action, target_type, target_id, request_id, details)
       values (${orgId}, ${who.kind}, ${who.id}, ${entry.action}, ${entry.targetType ?? null}, ${entry.targetId ?? null},
               ${requestId}, ${JSON.stringify(entry.details ?? {})}::jsonb)`
-  }).pipe(Effect.withSpan("audit.record", { attributes: { "audit.action": entry.action }, captureStackTrace: false }))
+  }).pipe(traced("audit.record", { attributes: { "audit.action": entry.action } }))

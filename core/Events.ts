@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, DateTime, Effect, Option, ParseResult, Schema } from "effect"
 import { defineTask, enqueueEncoded, traceparentOf, type Task } from "./Jobs.ts"
 import { CurrentTenant } from "./Tenancy.ts"
+import { traced } from "./Tracing.ts"
 
 // `any` defaults: registries hold event types of every payload; each is checked where defined.
 /** An event type a plugin publishes: its name (prefixed by the plugin) and payload Schema. */
@@ -132,5 +133,5 @@ export const publish = <Type extends string, A, I>(
     // Joins the caller's transaction (as a savepoint) or opens one, so the outbox row and its
     // jobs are never written apart.
     (effect) => Effect.flatMap(SqlClient.SqlClient, (sql) => sql.withTransaction(effect)),
-    Effect.withSpan("events.publish", { attributes: { "event.type": event.type }, captureStackTrace: false })
+    traced("events.publish", { attributes: { "event.type": event.type } })
   )

@@ -3,6 +3,7 @@ import type { SqlError } from "@effect/sql/SqlError"
 import { Context, DateTime, Duration, Effect, Option, ParseResult, Schema, Tracer } from "effect"
 import { jobsEnqueuedTotal, labelled } from "./Metrics.ts"
 import { CurrentTenant } from "./Tenancy.ts"
+import { traced } from "./Tracing.ts"
 
 /** What a running job knows about itself. */
 export class CurrentJob extends Context.Tag("trellis/CurrentJob")<
@@ -142,4 +143,4 @@ export const enqueueEncoded = (
     countEnqueued(task.id, 1)
     // add_job returns null only under heavy contention on one job_key; the job exists then.
     return { id: rows[0]?.id ?? "", taskId: task.id }
-  }).pipe(Effect.withSpan("jobs.enqueue", { attributes: { "job.task": task.id }, captureStackTrace: false }))
+  }).pipe(traced("jobs.enqueue", { attributes: { "job.task": task.id } }))

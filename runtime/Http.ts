@@ -10,6 +10,7 @@ import { httpRequestDuration, httpRequestsTotal, labelled, renderPrometheus } fr
 import type { Plugin } from "../core/Plugin.ts"
 import { CurrentRequestId } from "../core/Audit.ts"
 import { ClientAddress, ResponseHeaders } from "../core/RateLimit.ts"
+import { traced } from "../core/Tracing.ts"
 import { withIdempotency } from "./Idempotency.ts"
 import { Readiness } from "./Readiness.ts"
 
@@ -247,10 +248,8 @@ const withRequestHandling = <E, R>(
         )
       ),
       Effect.annotateLogs("requestId", requestId),
-      Effect.withSpan(`http ${request.method} ${route ?? "unmatched"}`, {
+      traced(`http ${request.method} ${route ?? "unmatched"}`, {
         kind: "server",
-        // The stack would always point here; capturing it costs on every request.
-        captureStackTrace: false,
         attributes: { "http.request.method": request.method, "http.route": route ?? "unmatched", "request.id": requestId }
       })
     )

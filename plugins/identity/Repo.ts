@@ -1,6 +1,7 @@
 import { SqlClient } from "@effect/sql"
 import { Effect, Option } from "effect"
 import type { Role } from "../../core/Auth.ts"
+import { traced } from "../../core/Tracing.ts"
 
 export interface LoginCandidate {
   readonly userId: string
@@ -116,8 +117,7 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
       sql<{ role: Role }>`
         select role from identity.memberships where org_id = ${orgId} and user_id = ${userId}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (r) => r.role)),
-        // Built per request (the cache-hit path builds it too): no stack capture.
-        Effect.withSpan("PlatformRepo.membershipRole", { captureStackTrace: false })
+        traced("PlatformRepo.membershipRole")
       )
 
     const startFamily = (orgId: string, userId: string) =>
@@ -185,7 +185,7 @@ export class PlatformRepo extends Effect.Service<PlatformRepo>()("identity/Platf
         select org_id, permissions, secret_hash, expires_at, last_used_at from identity.api_keys
          where id = ${id} and revoked_at is null and (expires_at is null or expires_at > now())`.pipe(
         Effect.map((rows) => Option.fromNullable(rows[0])),
-        Effect.withSpan("PlatformRepo.apiKeyForVerification", { captureStackTrace: false })
+        traced("PlatformRepo.apiKeyForVerification")
       )
 
     /** At most one write a minute per key, whatever its traffic. */

@@ -8,6 +8,7 @@ import { PluginRegistry } from "../../core/Registry.ts"
 import { Options } from "./Domain.ts"
 import { PlatformRepo } from "./Repo.ts"
 import { hashSecret, parseApiKey, Tokens } from "./Tokens.ts"
+import { traced } from "../../core/Tracing.ts"
 
 const TOUCH_INTERVAL_MS = 60_000
 /** Keys whose last touch this process remembers; beyond it, the oldest are forgotten (a forgotten key is touched again, harmlessly). */
@@ -101,7 +102,7 @@ export const layerVerifier = Layer.effect(
           roles: [],
           permissions: key.permissions
         })
-      }).pipe(Effect.catchTag("SqlError", unavailable), Effect.withSpan("identity.verifyApiKey", { captureStackTrace: false }))
+      }).pipe(Effect.catchTag("SqlError", unavailable), traced("identity.verifyApiKey"))
 
     /** The role comes from the membership (cached, invalidated when it changes), so a demotion applies at once. */
     const bearer = (token: string): Effect.Effect<Option.Option<Actor>, ServiceUnavailable> =>
@@ -123,7 +124,7 @@ export const layerVerifier = Layer.effect(
               roles: [role],
               permissions: permissionsOf.get(role) ?? []
             })
-          }).pipe(Effect.catchTag("SqlError", unavailable), Effect.withSpan("identity.verifyBearer", { captureStackTrace: false }))
+          }).pipe(Effect.catchTag("SqlError", unavailable), traced("identity.verifyBearer"))
 
     return { apiKey, bearer }
   })

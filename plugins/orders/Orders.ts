@@ -16,6 +16,7 @@ import {
 } from "./Domain.ts"
 import { OrderCancelled, OrderCreated, OrderStatusChanged } from "./Events.ts"
 import { OrdersRepo, type ActorRef } from "./Repo.ts"
+import { traced } from "../../core/Tracing.ts"
 
 /** The total of the items in minor units; a client total that disagrees is a 400. */
 const computeTotal = (input: OrderInput) => {
@@ -103,7 +104,7 @@ export class OrdersService extends Effect.Service<OrdersService>()("orders/Order
           history: [{ from: null, to: "PLACED", actor, note, at: createdAt }]
         }
         return order
-      }).pipe(Effect.withSpan("OrdersService.place", { captureStackTrace: false }))
+      }).pipe(traced("OrdersService.place"))
 
     /**
      * Moves an order to `to` under a lock on its row, so two concurrent changes are
@@ -136,7 +137,7 @@ export class OrdersService extends Effect.Service<OrdersService>()("orders/Order
           details: { from, to, ...(note === null ? {} : { note }) }
         }).pipe(Effect.provideService(SqlClient.SqlClient, sql))
         return yield* get(id).pipe(Effect.catchTag("NotFound", Effect.die))
-      }).pipe(Effect.withSpan("OrdersService.transition", { captureStackTrace: false }))
+      }).pipe(traced("OrdersService.transition"))
 
     const list = (params: ListOrdersParams) => repo.list(params)
 

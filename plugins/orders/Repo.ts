@@ -3,6 +3,7 @@ import { DateTime, Effect, Option } from "effect"
 import { decodeCursor, encodeCursor, prefixEnd, queryWords, searchWords } from "../../core/ListQuery.ts"
 import { tenantStatement } from "../../core/Tenancy.ts"
 import type { ListOrdersParams, Order, OrderInput, OrderSort, OrderStatus, OrderSummary } from "./Domain.ts"
+import { traced } from "../../core/Tracing.ts"
 
 export interface ActorRef {
   readonly kind: string
@@ -113,7 +114,7 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
         )
         select created_at from o`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), (row) => row.created_at)),
-        Effect.withSpan("OrdersRepo.insert", { captureStackTrace: false })
+        traced("OrdersRepo.insert")
       )
 
     const idOf = (channel: string, externalId: string) =>
@@ -137,7 +138,7 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
         insert into orders.status_history (order_id, from_status, to_status, actor_kind, actor_id, note)
         select id, ${from}, ${to}, ${actor.kind}, ${actor.id}, ${note} from updated`.pipe(
         Effect.asVoid,
-        Effect.withSpan("OrdersRepo.setStatus", { captureStackTrace: false })
+        traced("OrdersRepo.setStatus")
       )
 
     const get = (id: string) =>
@@ -150,7 +151,7 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
                   from orders.status_history h where h.order_id = o.id) as history
           from orders.orders o where o.id = ${id}`.pipe(
         Effect.map((rows) => Option.map(Option.fromNullable(rows[0]), toOrder)),
-        Effect.withSpan("OrdersRepo.get", { captureStackTrace: false })
+        traced("OrdersRepo.get")
       )
 
     const hasTermStarting = (word: string) => sql`exists (
@@ -195,7 +196,7 @@ export class OrdersRepo extends Effect.Service<OrdersRepo>()("orders/OrdersRepo"
           items: page.map(toSummary),
           nextCursor: rows.length > params.limit && last ? encodeCursor(params.sort, last.sort_key, last.id) : null
         }
-      }).pipe(Effect.withSpan("OrdersRepo.list", { captureStackTrace: false }))
+      }).pipe(traced("OrdersRepo.list"))
 
     const channelStates = sql<{
       channel: string

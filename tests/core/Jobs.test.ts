@@ -116,6 +116,14 @@ describe("jobs", () => {
         expect(letters.map((d) => d.reason)).toEqual(["undecodable", "undecodable"])
         expect(letters.map((d) => d.attempts)).toEqual([1, 1])
         expect(letters[0]!.last_error).toContain("label")
+        // The dead letter is written before graphile-worker completes the job (completions
+        // are batched): wait for the queue to empty, then make sure nothing is retried.
+        yield* waitFor(
+          "the dead-lettered jobs leave the queue",
+          Effect.map(sql<{ n: number }>`select count(*)::int as n from graphile_worker._private_jobs`, (rows) => (rows[0]!.n === 0 ? true : undefined))
+        )
+        yield* Effect.sleep("300 millis")
+        expect((yield* deadLetters).map((d) => d.attempts)).toEqual([1, 1])
         const left = yield* sql<{ n: number }>`select count(*)::int as n from graphile_worker._private_jobs`
         expect(left[0]!.n).toBe(0)
       })

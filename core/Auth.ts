@@ -1,5 +1,5 @@
 import { HttpApiMiddleware, HttpApiSecurity, HttpServerRequest, OpenApi } from "@effect/platform"
-import { Context, Effect, Exit, Layer, Option, Redacted, Schema } from "effect"
+import { Context, Effect, FiberRef, Layer, Option, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { Forbidden, ServiceUnavailable, TooManyRequests, Unauthorized } from "./Errors.ts"
 import { enforceRateLimitWith, RateLimiter, type RateLimit } from "./RateLimit.ts"
@@ -84,7 +84,9 @@ const digest = (value: string) => createHash("sha256").update(value).digest()
  */
 export const secretMatcher = (secret: string) => {
   const expected = digest(secret)
-  return (candidate: string) => timingSafeEqual(digest(candidate), expected)
+  // A candidate of another length is not the secret: skipping the hash for it (every user
+  // token and API key when the secret is the operator key) tells a caller only the length.
+  return (candidate: string) => candidate.length === secret.length && timingSafeEqual(digest(candidate), expected)
 }
 
 export interface RateLimits {
@@ -93,6 +95,8 @@ export interface RateLimits {
   /** Per caller for one plugin's routes, overriding `authenticated`. */
   readonly plugins: Readonly<Record<string, RateLimit>>
 }
+
+type AuthenticationFailure = Unauthorized | TooManyRequests | ServiceUnavailable
 
 const missing = new Unauthorized({ message: "missing or invalid credentials: send X-API-Key or Authorization: Bearer" })
 
@@ -130,41 +134,37 @@ export const layerAuthentication = (options: {
         onNone: () => (_: string) => false,
         onSome: (key) => secretMatcher(Redacted.value(key))
       })
-      const authenticateRequest = (request: HttpServerRequest.HttpServerRequest) =>
-        Effect.gen(function* () {
-          const apiKey = request.headers["x-api-key"] ?? ""
-          const authorization = request.headers["authorization"] ?? ""
-          const bearer = authorization.toLowerCase().startsWith("bearer ") ? authorization.slice(7).trim() : ""
-          const [kind, value] = apiKey !== "" ? (["apiKey", apiKey] as const) : (["bearer", bearer] as const)
-          if (value === "") return yield* Effect.fail(missing)
-          let actor: Option.Option<Actor> = Option.none()
-          if (isOperatorKey(value)) {
-            actor = Option.some(operator)
-          } else if (Option.isSome(verifier)) {
-            actor = yield* verifier.value[kind](value)
-          }
-          if (Option.isNone(actor)) return yield* Effect.fail(missing)
-          const plugin = pluginOf(request.url)
-          const limit = (plugin && options.rateLimits.plugins[plugin]) || options.rateLimits.authenticated
-          yield* enforceRateLimitWith(limiter, `${actor.value.kind}:${actor.value.id}:${plugin ?? ""}`, limit)
-          return actor.value
-        })
+      /** Counts the caller against its rate limit (per plugin when the plugin has its own). */
+      const admit = (request: HttpServerRequest.HttpServerRequest, actor: Actor) => {
+        const plugin = pluginOf(request.url)
+        const limit = (plugin && options.rateLimits.plugins[plugin]) || options.rateLimits.authenticated
+        return Effect.as(enforceRateLimitWith(limiter, `${actor.kind}:${actor.id}:${plugin ?? ""}`, limit), actor)
+      }
+      const authenticateRequest = (request: HttpServerRequest.HttpServerRequest): Effect.Effect<Actor, AuthenticationFailure> => {
+        const apiKey = request.headers["x-api-key"] ?? ""
+        const authorization = request.headers["authorization"] ?? ""
+        const bearer = authorization.toLowerCase().startsWith("bearer ") ? authorization.slice(7).trim() : ""
+        const [kind, value] = apiKey !== "" ? (["apiKey", apiKey] as const) : (["bearer", bearer] as const)
+        if (value === "") return Effect.fail(missing)
+        if (isOperatorKey(value)) return admit(request, operator)
+        if (Option.isNone(verifier)) return Effect.fail(missing)
+        return Effect.flatMap(verifier.value[kind](value), (actor): Effect.Effect<Actor, AuthenticationFailure> =>
+          Option.isSome(actor) ? admit(request, actor.value) : Effect.fail(missing)
+        )
+      }
       // HttpApi tries each security scheme in turn and reports the last one's failure. Both
-      // schemes share one outcome per request, so a 429 found by the first is not turned into
-      // the second's 401, and the caller is counted once.
-      const outcomes = new WeakMap<object, Exit.Exit<Actor, Unauthorized | TooManyRequests | ServiceUnavailable>>()
+      // schemes run this one check: the first scheme's failure is kept in the request's fiber
+      // and is the second scheme's answer, so a 429 is not turned into a 401 and the caller is
+      // counted once. The success path costs one fiber-ref read.
+      const failed = FiberRef.unsafeMake<AuthenticationFailure | undefined>(undefined)
       const authenticate = () =>
-        Effect.gen(function* () {
-          const request = yield* HttpServerRequest.HttpServerRequest
-          // The platform's raw request object: one per request, shared by both attempts.
-          const source = request.source as object
-          let outcome = outcomes.get(source)
-          if (outcome === undefined) {
-            outcome = yield* Effect.exit(authenticateRequest(request))
-            outcomes.set(source, outcome)
-          }
-          return yield* outcome
-        })
+        Effect.flatMap(FiberRef.get(failed), (previous) =>
+          previous !== undefined
+            ? Effect.fail(previous)
+            : Effect.flatMap(HttpServerRequest.HttpServerRequest, authenticateRequest).pipe(
+                Effect.tapError((failure) => FiberRef.set(failed, failure))
+              )
+        )
       return { apiKey: authenticate, bearer: authenticate }
     })
   )

@@ -100,6 +100,7 @@ export const run = async () => {
               results[i]!.push(yield* Effect.promise(() => autocannon(side.side, side.url, options)))
             }
           }
+          printTable(results.flatMap((rows) => rows.map((r, round) => ({ ...r, side: `${r.side} #${round + 1}` }))))
           const [anonymous, bearer, apiKey] = results.map((rows) => median(rows, (r) => r.requestsPerSecond)) as [HttpResult, HttpResult, HttpResult]
           console.log(`auth: the same 10-row tenant read, ${CONNECTIONS} connections, ${ROUNDS} alternating rounds of ${SECONDS} s per side; medians:`)
           printTable([anonymous, bearer, apiKey])

@@ -19,7 +19,7 @@ import { autocannon, benchDatabase, type HttpResult, median, printTable } from "
  */
 const CONNECTIONS = 50
 const SECONDS = 5
-const ROUNDS = 5
+const ROUNDS = 7
 const WARMUP_SECONDS = 3
 
 const Item = Schema.Struct({ id: Schema.Number, name: Schema.String })

@@ -354,7 +354,11 @@ export const layerHttp = (options: HttpOptions) =>
           logRequests
         })
       ).pipe(
-        Layer.provideMerge(NodeHttpServer.layer(createServer, { port: options.port, host: options.host }))
+        // The server alone (`layer` would add Node's file system, path, terminal, command
+        // and worker services): every request's context starts from this one, and the router
+        // and HttpApi copy that context several times per request, so each service in it is
+        // paid for on every request. The routes get the platform services they use above.
+        Layer.provideMerge(NodeHttpServer.layerServer(createServer, { port: options.port, host: options.host }))
       )
     })
   )

@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Duration, Effect, Layer, Option, Runtime } from "effect"
+import { Clock, Context, Data, Deferred, Duration, Effect, Either, Layer, Option, Runtime } from "effect"
 import { Redis } from "ioredis"
 import { cacheHitsTotal, cacheMissesTotal, labelled } from "./Metrics.ts"
 
@@ -189,33 +189,34 @@ const makeService = (backend: Backend): CacheService => {
   return {
     backend: backend.name,
     get: <A, E, R>(key: string, load: Effect.Effect<A, E, R>, options: CacheOptions) =>
-      // One step after the lookup (a hit is on every authenticated request's path).
+      // One step after the lookup (a hit is on every authenticated request's path). The
+      // continuation is an argument, not a named property: tsx (esbuild keepNames) renames
+      // every named function expression with a defineProperty call as it is created.
       Effect.suspend(() => {
         const ttl = Duration.toMillis(options.ttl)
         const swr = options.staleWhileRevalidate === undefined ? 0 : Duration.toMillis(options.staleWhileRevalidate)
         const tags = options.tags ?? []
-        return Effect.matchEffect(backend.lookup(key, tags), {
-          onFailure: (error) =>
-            Effect.logWarning("cache read failed; loading without the cache").pipe(
-              Effect.annotateLogs({ key, error: error.message }),
+        return Effect.flatMap(Effect.either(backend.lookup(key, tags)), (found): Effect.Effect<A, E, R> => {
+          if (Either.isLeft(found)) {
+            return Effect.logWarning("cache read failed; loading without the cache").pipe(
+              Effect.annotateLogs({ key, error: found.left.message }),
               Effect.zipRight(miss),
               Effect.zipRight(load)
-            ),
-          onSuccess: (found): Effect.Effect<A, E, R> => {
-            const plan: Plan = { tags, versions: found.versions, px: ttl + swr }
-            const entry = found.entry
-            if (Option.isSome(entry)) {
-              const age = Date.now() - entry.value.storedAt
-              if (age < ttl + swr) {
-                countHit(1)
-                // The entry holds what a load of this key returned (see CacheService.get).
-                const value = entry.value.value as A
-                return age >= ttl ? Effect.as(flight(key, load, plan, true), value) : Effect.succeed(value)
-              }
-            }
-            countMiss(1)
-            return Effect.flatMap(flight(key, load, plan, false), Deferred.await)
+            )
           }
+          const plan: Plan = { tags, versions: found.right.versions, px: ttl + swr }
+          const entry = found.right.entry
+          if (Option.isSome(entry)) {
+            const age = Date.now() - entry.value.storedAt
+            if (age < ttl + swr) {
+              countHit(1)
+              // The entry holds what a load of this key returned (see CacheService.get).
+              const value = entry.value.value as A
+              return age >= ttl ? Effect.as(flight(key, load, plan, true), value) : Effect.succeed(value)
+            }
+          }
+          countMiss(1)
+          return Effect.flatMap(flight(key, load, plan, false), Deferred.await)
         })
       }),
     invalidateTags: (tags) =>

@@ -32,13 +32,16 @@ const tenantSettings = (orgId: string) =>
  */
 const tenantTransactions = new WeakMap<SqlClient.SqlClient, (orgId: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>>()
 
+/** Organisations whose transaction wrapper a process keeps (each is a handful of closures). */
+const MAX_TENANT_WRAPPERS = 10_000
+
 const tenantTransaction = (sql: SqlClient.SqlClient) => {
   let make = tenantTransactions.get(sql)
   if (make === undefined) {
     const acquireConnection = Effect.flatMap(Scope.make(), (scope) =>
       Effect.map(Scope.extend(sql.reserve, scope), (conn) => [scope, conn] as const)
     )
-    make = (orgId: string) => {
+    const wrapperFor = (orgId: string) => {
       const settings = tenantSettings(orgId)
       return SqlClient.makeWithTransaction({
         transactionTag: SqlClient.TransactionConnection,
@@ -50,6 +53,18 @@ const tenantTransaction = (sql: SqlClient.SqlClient) => {
         rollback: (conn) => conn.executeUnprepared("ROLLBACK", [], undefined),
         rollbackSavepoint: (conn, id) => conn.executeUnprepared(`ROLLBACK TO SAVEPOINT effect_sql_${id}`, [], undefined)
       })
+    }
+    // Built once per organisation, not per request: the wrapper is a pure function of its
+    // options. The oldest organisation makes room when the bound is reached.
+    const byOrg = new Map<string, <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>>()
+    make = (orgId: string) => {
+      let wrap = byOrg.get(orgId)
+      if (wrap === undefined) {
+        wrap = wrapperFor(orgId)
+        if (byOrg.size >= MAX_TENANT_WRAPPERS) byOrg.delete(byOrg.keys().next().value!)
+        byOrg.set(orgId, wrap)
+      }
+      return wrap
     }
     tenantTransactions.set(sql, make)
   }

@@ -1,5 +1,5 @@
 import { Etag, HttpApi, HttpServerError, HttpApiScalar, HttpIncomingMessage, HttpLayerRouter, HttpServer, HttpServerRequest, HttpServerResponse, OpenApi } from "@effect/platform"
-import { NodeContext, NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
+import { NodeHttpPlatform, NodeHttpServer } from "@effect/platform-node"
 import { Cause, Context, Effect, FiberRef, Layer, LogLevel, Option } from "effect"
 import * as FindMyWay from "find-my-way-ts"
 import { randomUUID } from "node:crypto"
@@ -240,7 +240,7 @@ const withRequestHandling = <E, R>(
           ? json(response.status, { _tag: "InternalError", message: "internal error", requestId })
           : response
       ),
-      // One context change for both (each provideService swaps the fiber's context twice).
+      // One context change for all three (each provideService swaps the fiber's context twice).
       Effect.provide(
         Context.make(CurrentRequestId, Option.some(requestId)).pipe(
           Context.add(ClientAddress, Option.some(clientAddressOf(request))),
@@ -344,7 +344,7 @@ export const layerHttp = (options: HttpOptions) =>
         ...options.plugins.flatMap((plugin) => (plugin.http ? [plugin.http.routes] : []))
       )
       const handler = yield* HttpLayerRouter.toHttpEffect(
-        routes.pipe(Layer.provide([NodeContext.layer, NodeHttpPlatform.layer, Etag.layerWeak]))
+        routes.pipe(Layer.provide([NodeHttpPlatform.layer, Etag.layerWeak]))
       )
       const logRequests = LogLevel.lessThanEqual(yield* FiberRef.get(FiberRef.currentMinimumLogLevel), LogLevel.Info)
       return HttpServer.serve(
@@ -355,9 +355,9 @@ export const layerHttp = (options: HttpOptions) =>
         })
       ).pipe(
         // The server alone (`layer` would add Node's file system, path, terminal, command
-        // and worker services): every request's context starts from this one, and the router
-        // and HttpApi copy that context several times per request, so each service in it is
-        // paid for on every request. The routes get the platform services they use above.
+        // and worker services, which no route uses): every request's context starts from this
+        // one plus what the routes were built with, and the router and HttpApi copy it several
+        // times per request, so each service in it is paid for on every request.
         Layer.provideMerge(NodeHttpServer.layerServer(createServer, { port: options.port, host: options.host }))
       )
     })

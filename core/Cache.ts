@@ -1,4 +1,4 @@
-import { Clock, Context, Data, Deferred, Duration, Effect, Either, Layer, Option, Runtime } from "effect"
+import { Context, Data, Deferred, Duration, Effect, Either, Layer, Option, Runtime } from "effect"
 import { Redis } from "ioredis"
 import { cacheHitsTotal, cacheMissesTotal, labelled } from "./Metrics.ts"
 
@@ -127,12 +127,12 @@ const makeService = (backend: Backend): CacheService => {
   const flights = new Map<string, Flight>()
   const countHit = labelled(cacheHitsTotal, { backend: backend.name })
   const countMiss = labelled(cacheMissesTotal, { backend: backend.name })
-  const miss = Effect.sync(() => countMiss(1))
 
   const save = (key: string, value: unknown, plan: Plan) =>
     Effect.gen(function* () {
       if (plan.px <= 0) return
-      const storedAt = yield* Clock.currentTimeMillis
+      // Entries are stamped and aged with the same clock (Date.now, read without an Effect on the hit path).
+      const storedAt = Date.now()
       const json = yield* encode(value, storedAt)
       yield* backend.store({ ...plan, key, json, storedAt })
     }).pipe(
@@ -198,9 +198,9 @@ const makeService = (backend: Backend): CacheService => {
         const tags = options.tags ?? []
         return Effect.flatMap(Effect.either(backend.lookup(key, tags)), (found): Effect.Effect<A, E, R> => {
           if (Either.isLeft(found)) {
+            countMiss(1)
             return Effect.logWarning("cache read failed; loading without the cache").pipe(
               Effect.annotateLogs({ key, error: found.left.message }),
-              Effect.zipRight(miss),
               Effect.zipRight(load)
             )
           }
@@ -293,7 +293,8 @@ const memoryBackend = (maxEntries: number): Backend => {
         }
       }),
     invalidate: (tags) =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
+      Effect.sync(() => {
+        const now = Date.now()
         for (const tag of tags) {
           const version = (versions.get(tag)?.version ?? 0) + 1
           versions.delete(tag)

@@ -30,7 +30,9 @@ const tenantSettings = (orgId: string) =>
  * `sql.withTransaction` nested inside (or around) it shares the connection and savepoint
  * numbering.
  */
-const tenantTransactions = new WeakMap<SqlClient.SqlClient, (orgId: string) => <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>>()
+type TenantWrapper = <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>
+
+const tenantTransactions = new WeakMap<SqlClient.SqlClient, (orgId: string) => TenantWrapper>()
 
 /** Organisations whose transaction wrapper a process keeps (each is a handful of closures). */
 const MAX_TENANT_WRAPPERS = 10_000
@@ -56,7 +58,7 @@ const tenantTransaction = (sql: SqlClient.SqlClient) => {
     }
     // Built once per organisation, not per request: the wrapper is a pure function of its
     // options. The oldest organisation makes room when the bound is reached.
-    const byOrg = new Map<string, <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E | SqlError, R>>()
+    const byOrg = new Map<string, TenantWrapper>()
     make = (orgId: string) => {
       let wrap = byOrg.get(orgId)
       if (wrap === undefined) {

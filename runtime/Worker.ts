@@ -1,6 +1,6 @@
 import type { SqlClient } from "@effect/sql"
 import { Duration, Effect, FiberRef, FiberRefs, Layer, LogLevel, Runtime, Schema } from "effect"
-import { Logger as WorkerLogger, parseCronItems, run, type LogLevel as WorkerLogLevel } from "graphile-worker"
+import { type LogFunctionFactory, Logger as WorkerLogger, parseCronItems, run } from "graphile-worker"
 import { PgPool } from "../core/Database.ts"
 import { makeTaskList } from "../core/JobRunner.ts"
 import type { Envelope } from "../core/Jobs.ts"
@@ -16,8 +16,36 @@ export interface WorkerOptions {
   readonly cron?: boolean
 }
 
+type LogFunction = ReturnType<LogFunctionFactory>
+/** What graphile-worker's `Logger.scope` returns for a scope of type T. */
+type ScopedLogger<T extends {}> = ReturnType<typeof WorkerLogger.prototype.scope<T>>
+
+/**
+ * graphile-worker scopes its logger for every job it runs (`logger.scope({ label: "job",
+ * taskIdentifier, jobId })`), and the stock `Logger` merges the scopes into a fresh object
+ * each time: about 1.6 µs per job in a profile of the jobs benchmark, for lines that are
+ * nearly always dropped. Only the label reaches the log lines, so a scope here is the
+ * logger for its label, made once per label and shared.
+ */
+class LabelledLogger extends WorkerLogger {
+  constructor(
+    private readonly family: (label: string | undefined) => LabelledLogger,
+    private readonly label: string | undefined,
+    log: LogFunction
+  ) {
+    super(() => log, label === undefined ? {} : { label })
+  }
+
+  override scope<T extends {}>(additional: Partial<T>): ScopedLogger<T> {
+    const label = (additional as { readonly label?: string }).label ?? this.label
+    const scoped = label === this.label ? this : this.family(label)
+    // The scope's other keys are not kept (no line shows them), though the type says they are.
+    return scoped as unknown as ScopedLogger<T>
+  }
+}
+
 /** graphile-worker's log lines go through Effect's logger, annotated as the worker's. */
-const workerLogger = (runtime: Runtime.Runtime<never>) => {
+export const workerLogger = (runtime: Runtime.Runtime<never>) => {
   const runSync = Runtime.runSync(runtime)
   // graphile-worker logs two lines per job at debug/info: running an Effect for each only
   // for the logger to drop it costs more than the job itself.
@@ -25,7 +53,7 @@ const workerLogger = (runtime: Runtime.Runtime<never>) => {
     FiberRefs.getOrDefault(runtime.fiberRefs, FiberRef.currentMinimumLogLevel),
     LogLevel.Debug
   )
-  return new WorkerLogger((scope) => (level: WorkerLogLevel, message: string) => {
+  const logFunction = (label: string | undefined): LogFunction => (level, message) => {
     if (!debugEnabled && (level === "debug" || level === "info")) return
     // A failed attempt is already recorded by Trellis (metrics, dead letters): not an error.
     const failedAttempt = message.startsWith("Failed task")
@@ -35,8 +63,16 @@ const workerLogger = (runtime: Runtime.Runtime<never>) => {
         : level === "error" || level === "warning"
           ? Effect.logWarning(message)
           : Effect.logDebug(message)
-    runSync(log.pipe(Effect.annotateLogs({ component: "graphile-worker", ...(scope.label ? { label: scope.label } : {}) })))
-  })
+    runSync(log.pipe(Effect.annotateLogs({ component: "graphile-worker", ...(label ? { label } : {}) })))
+  }
+  // graphile-worker's labels are a handful of fixed words ("worker", "job", "cron", ...).
+  const loggers = new Map<string | undefined, LabelledLogger>()
+  const family = (label: string | undefined): LabelledLogger => {
+    let logger = loggers.get(label)
+    if (logger === undefined) loggers.set(label, (logger = new LabelledLogger(family, label, logFunction(label))))
+    return logger
+  }
+  return family(undefined)
 }
 
 /** The cron items of the plugins, as graphile-worker parsed items with Trellis envelopes. */

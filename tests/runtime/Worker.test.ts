@@ -1,7 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
-import { Effect, Exit, Layer, Scope } from "effect"
+import { Effect, Exit, HashMap, Layer, Logger, LogLevel, Scope } from "effect"
 import { enqueue } from "../../core/Jobs.ts"
+import { workerLogger } from "../../runtime/Worker.ts"
 import { testAppLayer } from "../support/app.ts"
 import { testDatabase } from "../support/database.ts"
 import { queuedTask, recordTask, testkit } from "../support/testkit.ts"
@@ -108,6 +109,35 @@ describe("worker", () => {
       expect(yield* count(client, "label = 'slow'")).toBe(1)
       const left = yield* client<{ n: number }>`select count(*)::int as n from graphile_worker._private_jobs`
       expect(left[0]!.n).toBe(0)
+    })
+  )
+
+  it.effect("graphile-worker's lines reach Effect's logger with their label; debug and info are dropped above Debug", () =>
+    Effect.gen(function* () {
+      const lines: Array<{ level: string; message: unknown; annotations: Record<string, unknown> }> = []
+      const capture = Logger.make(({ logLevel, message, annotations }) => {
+        lines.push({ level: logLevel.label, message, annotations: Object.fromEntries(HashMap.toEntries(annotations)) })
+      })
+      const runtime = yield* Effect.runtime<never>().pipe(
+        Effect.provide(Logger.replace(Logger.defaultLogger, capture)),
+        Logger.withMinimumLogLevel(LogLevel.Info)
+      )
+      const logger = workerLogger(runtime)
+      const worker = logger.scope({ label: "worker", workerId: "w1" })
+      const job = worker.scope({ label: "job", taskIdentifier: "t", jobId: "7" })
+      job.debug("Found task 7 (t)")
+      job.info("Completed task 7 (t)")
+      job.error("Failed task 7 (t) with error 'boom'")
+      worker.error("Failed to release job '7'")
+      worker.scope({ jobId: "8" }).warn("still the worker")
+      // One logger per label: scoping a job again makes nothing new.
+      expect(worker.scope({ label: "job", jobId: "9" })).toBe(job)
+      expect(lines).toEqual([
+        // A failed attempt is recorded by Trellis itself: a warning, not an error.
+        { level: "WARN", message: ["Failed task 7 (t) with error 'boom'"], annotations: { component: "graphile-worker", label: "job" } },
+        { level: "ERROR", message: ["Failed to release job '7'"], annotations: { component: "graphile-worker", label: "worker" } },
+        { level: "WARN", message: ["still the worker"], annotations: { component: "graphile-worker", label: "worker" } }
+      ])
     })
   )
 })

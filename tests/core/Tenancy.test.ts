@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { SqlClient } from "@effect/sql"
 import { Effect, Layer, Option, Redacted } from "effect"
+import { readFile } from "node:fs/promises"
 import { layerPool, layerSql } from "../../core/Database.ts"
 import { CurrentTenant, inTenant, tenantStatement } from "../../core/Tenancy.ts"
 import { testDatabase } from "../support/database.ts"
@@ -109,6 +110,54 @@ describe("tenant statements", () => {
         expect(rows.map((r) => r.body)).toEqual(["b1", "b2"])
         const none = yield* Effect.either(tenantStatement(sql`select 1`))
         expect(none._tag === "Left" && none.left._tag).toBe("NoTenant")
+      })
+    )
+  )
+})
+
+describe("tenant policies", () => {
+  /** Policies computing the org per row: an occurrence of current_org_id() outside a scalar subquery. */
+  const perRow = (sql: SqlClient.SqlClient) =>
+    Effect.map(
+      sql<{ policy: string }>`
+        select schemaname || '.' || tablename || ' ' || policyname as policy from pg_policies,
+               lateral (select coalesce(qual, '') || ' ' || coalesce(with_check, '') as expressions) e
+         where regexp_count(e.expressions, 'current_org_id\\(\\)') <> regexp_count(e.expressions, 'SELECT (core\\.)?current_org_id\\(\\)')
+         order by 1`,
+      (rows) => rows.map((r) => r.policy)
+    )
+
+  it.live("read the org once per statement (an initplan), in every table of every plugin, and the upgrade rewrites older ones", () =>
+    withSql(
+      Effect.gen(function* () {
+        const sql = yield* SqlClient.SqlClient
+        const tenantTables = yield* sql<{ n: number }>`select count(*)::int as n from pg_policies where policyname = 'tenant_isolation'`
+        // core, identity, inventory, orders, webhooks, flags... and the test's own table.
+        expect(tenantTables[0]!.n).toBeGreaterThan(10)
+        expect(yield* perRow(sql)).toEqual([])
+        const plan = yield* inTenant(
+          ORG_A,
+          sql<{ "QUERY PLAN": string }>`explain (costs off) select body from public.notes`
+        )
+        const text = plan.map((r) => r["QUERY PLAN"]).join("\n")
+        expect(text).toContain("InitPlan")
+        expect(text).not.toContain("current_setting")
+
+        // A database migrated before: policies as enable_tenant_rls used to write them.
+        yield* sql`alter policy tenant_isolation on public.notes using (org_id = core.current_org_id()) with check (org_id = core.current_org_id())`
+        yield* sql`alter policy platform_access on identity.orgs
+                     using (core.current_org_id() is null and current_user <> 'trellis_app')
+                     with check (core.current_org_id() is null and current_user <> 'trellis_app')`
+        expect(yield* perRow(sql)).toEqual(["identity.orgs platform_access", "public.notes tenant_isolation"])
+        const upgrade = yield* Effect.promise(() => readFile(new URL("../../sql/core/0004_tenant_policies_read_org_once.sql", import.meta.url), "utf8"))
+        // As the migration runner runs it: core first on the search path.
+        yield* sql.unsafe(`set search_path to core, public; ${upgrade}; reset search_path`)
+        expect(yield* perRow(sql)).toEqual([])
+        // Still the same rules.
+        const rows = yield* inTenant(ORG_A, sql<{ body: string }>`select body from public.notes order by body`)
+        expect(rows.map((r) => r.body)).toEqual(["a1", "a2"])
+        const refused = yield* Effect.either(inTenant(ORG_A, sql`insert into public.notes (org_id, body) values (${ORG_B}, 'x')`))
+        expect(refused._tag).toBe("Left")
       })
     )
   )

@@ -3,8 +3,10 @@ import { Effect, Layer } from "effect"
 import { CurrentActor, requirePermission } from "../../core/Auth.ts"
 import { Forbidden } from "../../core/Errors.ts"
 import { requireFlag } from "../../core/FeatureGate.ts"
+import { encodedJson } from "../../core/Responses.ts"
 import { withTenant } from "../../core/Tenancy.ts"
 import { OrdersApi } from "./Api.ts"
+import { OrderPage } from "./Domain.ts"
 import { OrdersService } from "./Orders.ts"
 import { OrdersRepo } from "./Repo.ts"
 
@@ -28,6 +30,8 @@ const read = asTenant("orders:read")
 const readStatement = asTenant("orders:read", false)
 const write = asTenant("orders:write")
 
+const orderPage = encodedJson(OrderPage)
+
 const actorRef = Effect.map(CurrentActor, (actor) => ({ kind: actor.kind, id: actor.id }))
 
 const OrdersHandlers = HttpApiBuilder.group(OrdersApi, "orders", (handlers) =>
@@ -44,7 +48,8 @@ const OrdersHandlers = HttpApiBuilder.group(OrdersApi, "orders", (handlers) =>
           )
         )
       )
-      .handle("list", ({ urlParams }) => readStatement(orders.list(urlParams)))
+      // The page is built field by field from typed columns: sent as it is, not re-encoded.
+      .handleRaw("list", ({ urlParams }) => Effect.map(readStatement(orders.list(urlParams)), orderPage))
       .handle("channels", () => read(repo.channelStates))
       .handle("get", ({ path }) => read(orders.get(path.id)))
       .handle("changeStatus", ({ path, payload }) =>
